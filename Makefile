@@ -1,0 +1,63 @@
+# The one way in (STYLE rule 11). `make help` lists every target.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3.11
+VENV := .venv
+LSVENV := .venv-localstack
+BIN := $(VENV)/bin
+export PYTHONPATH := $(CURDIR)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Some machines' pip configuration names local mirrors that may be absent; pip warns about each
+# package. Hide only that warning (pipefail keeps pip's exit status).
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.DEFAULT_GOAL := help
+.PHONY: help venv up down status test test-unit lint typecheck clean
+
+help: ## list every target
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	@echo "[venv] creating $(VENV) for the services, the CLI and the tests (about a minute)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --progress-bar off -q --upgrade pip $(QUIET_PIP)
+	@echo "[venv] installing the project and its test tools into $(VENV)..."
+	@$(BIN)/pip install --progress-bar off -q -e '.[test]' $(QUIET_PIP)
+	@touch $@
+	@echo "[venv] $(VENV) ready"
+
+$(LSVENV)/.installed: deploy/local/localstack-requirements.txt
+	@echo "[venv] creating $(LSVENV) for LocalStack, with its own pins (a few minutes)..."
+	@test -x $(LSVENV)/bin/python || $(PYTHON) -m venv $(LSVENV)
+	@$(LSVENV)/bin/pip install --progress-bar off -q --upgrade pip $(QUIET_PIP)
+	@$(LSVENV)/bin/pip install --progress-bar off -q -r deploy/local/localstack-requirements.txt $(QUIET_PIP)
+	@touch $@
+	@echo "[venv] $(LSVENV) ready"
+
+venv: $(BIN)/.installed $(LSVENV)/.installed ## create both virtual environments (done by up and test)
+
+up: venv ## run the whole stack in the foreground: LocalStack, topology, databases, Procfile
+	@$(BIN)/python -m deploy.local.up
+
+down: ## stop anything a `make up` left running
+	@$(BIN)/python -m deploy.local.down
+
+status: $(BIN)/.installed ## show every queue and DLQ (school status) of SCHOOL_ENV (default dev)
+	@AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} \
+	 AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
+	 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/school status
+
+test: venv ## the whole suite on SQLite; DB=postgres make test runs it on PostgreSQL
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(BIN)/.installed ## unit tests only (no LocalStack, no database)
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed ## ruff on everything
+	@$(BIN)/ruff check .
+
+typecheck: $(BIN)/.installed ## mypy on the shared library
+	@$(BIN)/mypy shared
+
+clean: ## remove var/ (databases, mail, logs) and both virtual environments
+	rm -rf var $(VENV) $(LSVENV)

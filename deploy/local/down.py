@@ -1,0 +1,26 @@
+"""`make down`: stop whatever a `make up` left running, from its pid files under var/run/."""
+
+from __future__ import annotations
+
+from deploy.local import localstack
+from shared.settings import Settings
+
+
+def main() -> int:
+    run_dir = Settings.from_env().var_dir / "run"
+    stopped = 0
+    for name in ("honcho", "localstack"):
+        pidfile = run_dir / f"{name}.pid"
+        if not pidfile.exists():
+            continue
+        if localstack.stop_group(int(pidfile.read_text())):
+            print(f"stopped {name}")
+            stopped += 1
+        pidfile.unlink()
+    if not stopped:
+        print("nothing was running")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

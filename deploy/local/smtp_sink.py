@@ -1,0 +1,59 @@
+"""A local SMTP sink: accepts every mail on 127.0.0.1:1025 and stores it under var/mail/."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from shared import logs
+from shared.settings import Settings
+
+log = logging.getLogger("smtp_sink")
+
+
+class Store:
+    """aiosmtpd handler: one .eml file per accepted message, named by time and a random id."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(envelope.original_content or envelope.content)
+        tmp.rename(path)  # readers never see a half-written mail
+        log.info("stored mail to %s as %s", ",".join(envelope.rcpt_tos), path.name)
+        return "250 Message accepted for delivery"
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=settings.smtp_host)
+    parser.add_argument("--port", type=int, default=settings.smtp_port)
+    parser.add_argument("--folder", type=Path, default=settings.var_dir / "mail")
+    args = parser.parse_args()
+    logs.configure("smtp-sink", settings.log_level)
+    controller = Controller(Store(args.folder), hostname=args.host, port=args.port)
+    controller.start()
+    log.info("SMTP sink listening on %s:%d, storing mail in %s", args.host, args.port, args.folder)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""`make up`: LocalStack, the topology, the databases, then every process of the Procfile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from deploy.local import localstack
+from shared import aws, db
+from shared.provision import Provisioner
+from shared.settings import PORTS, ROOT, SERVICES, Settings
+
+PROCFILE = ROOT / "deploy" / "local" / "Procfile"
+DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
+
+
+def say(text: str) -> None:
+    print(f"[up] {text}", flush=True)
+
+
+class Stack:
+    def __init__(self) -> None:
+        os.environ.setdefault("AWS_ENDPOINT_URL", DEFAULT_ENDPOINT)
+        for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                           ("AWS_DEFAULT_REGION", "us-east-1")):
+            os.environ.setdefault(key, value)  # LocalStack accepts any credentials
+        self.settings = Settings.from_env()
+        self.endpoint = self.settings.aws_endpoint_url or DEFAULT_ENDPOINT
+        self.run_dir = self.settings.var_dir / "run"
+        self.localstack: subprocess.Popen[bytes] | None = None
+        self.honcho: subprocess.Popen[bytes] | None = None
+
+    def _pidfile(self, name: str, pid: int) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / f"{name}.pid").write_text(str(pid))
+
+    def start_localstack(self) -> None:
+        if localstack.healthy(self.endpoint):
+            say(f"using the LocalStack already running at {self.endpoint}")
+            return
+        log_path = self.settings.var_dir / "log" / "localstack.log"
+        say(f"starting LocalStack at {self.endpoint} (log: {_shown(log_path)})")
+        self.localstack = localstack.start(self.endpoint, self.settings.var_dir / "localstack",
+                                           log_path)
+        self._pidfile("localstack", self.localstack.pid)
+        last = [-5.0]
+
+        def tick(elapsed: float) -> None:
+            if elapsed - last[0] >= 5:
+                last[0] = elapsed
+                say(f"  waiting for LocalStack... {elapsed:.0f} s")
+
+        localstack.wait_healthy(self.endpoint, self.localstack, tick=tick)
+        say("LocalStack is healthy")
+
+    def provision(self) -> None:
+        say(f"provisioning the topology for SCHOOL_ENV={self.settings.school_env}")
+        report = Provisioner(aws.client("sqs", self.settings), aws.client("sns", self.settings),
+                             self.settings.school_env, say=lambda t: say(f"  {t}")).run()
+        say(f"  {len(report.queues)} queues with their DLQs and 1 topic: "
+            + (f"{len(report.changes)} change(s)" if report.changed else "nothing to change"))
+
+    def migrate(self) -> None:
+        for service in SERVICES:
+            if not (ROOT / "services" / service / "migrations").is_dir():
+                continue
+            say(f"migrating the {service} database ({self.settings.db})")
+            db.migrate(service, db.database_url(service, self.settings))
+
+    def start_processes(self) -> None:
+        say(f"starting the processes of {PROCFILE.relative_to(ROOT)} with honcho")
+        # The Procfile says `python`, `gunicorn`...: this environment's, not the system's.
+        env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}"
+                                    f"{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+        self.honcho = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "-d", str(ROOT), "start"],
+            env=env, start_new_session=True)
+        self._pidfile("honcho", self.honcho.pid)
+
+    def wait_ready(self, timeout: float = 60) -> list[str]:
+        """Poll the SMTP sink's port and every API's /healthz until all answer."""
+        names = [line.split(":", 1)[0] for line in PROCFILE.read_text().splitlines()
+                 if line and not line.startswith("#")]
+        apis = [n.removesuffix("-api") for n in names if n.endswith("-api")]
+        checks = {"smtp sink": lambda: _port_open(self.settings.smtp_host, self.settings.smtp_port)}
+        for api in apis:
+            checks[api] = lambda api=api: _http_ok(f"http://127.0.0.1:{PORTS[api]}/healthz")
+        deadline = time.monotonic() + timeout
+        waiting = dict(checks)
+        while waiting:
+            if self.honcho and self.honcho.poll() is not None:
+                raise RuntimeError("a process of the Procfile exited while starting (see above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout:.0f} s: {', '.join(waiting)}")
+            waiting = {n: c for n, c in waiting.items() if not c()}
+            time.sleep(0.3)
+        return apis
+
+    def banner(self, apis: list[str], started: float) -> None:
+        lines = [f"the online school is up in {time.monotonic() - started:.1f} s "
+                 f"(SCHOOL_ENV={self.settings.school_env}, DB={self.settings.db})",
+                 f"  LocalStack   {self.endpoint}",
+                 f"  SMTP sink    {self.settings.smtp_host}:{self.settings.smtp_port} "
+                 f"(mail in {_shown(self.settings.var_dir / 'mail')}/)"]
+        lines += [f"  {api:<12} http://127.0.0.1:{PORTS[api]}  (docs: /docs)" for api in apis]
+        lines += ["  make status: the queues   make down or Ctrl-C: stop everything"]
+        width = max(len(line) for line in lines)
+        print("\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width, flush=True)
+
+    def stop(self) -> None:
+        if self.honcho is not None:
+            say("stopping the processes")
+            localstack.stop_group(self.honcho.pid)
+            (self.run_dir / "honcho.pid").unlink(missing_ok=True)
+        if self.localstack is not None:
+            say("stopping LocalStack")
+            localstack.stop_group(self.localstack.pid)
+            (self.run_dir / "localstack.pid").unlink(missing_ok=True)
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+class Stopped(Exception):
+    pass
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def main() -> int:
+    started = time.monotonic()
+    stack = Stack()
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    signal.signal(signal.SIGINT, _raise_stopped)
+    code = 0
+    try:
+        stack.start_localstack()
+        stack.provision()
+        stack.migrate()
+        stack.start_processes()
+        stack.banner(stack.wait_ready(), started)
+        assert stack.honcho is not None
+        code = stack.honcho.wait()
+        say(f"honcho exited with code {code}")
+    except Stopped:
+        say("stop requested")
+    except Exception as exc:
+        say(f"failed: {exc}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+    say("stopped")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

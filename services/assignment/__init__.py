@@ -1,0 +1,1 @@
+"""The assignment service (DESIGN section 2)."""

@@ -1,0 +1,1 @@
+"""The enrollment service (DESIGN section 2)."""

@@ -1,0 +1,1 @@
+"""The notification service (DESIGN section 2)."""

@@ -1,0 +1,1 @@
+../../../shared/script.py.mako

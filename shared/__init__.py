@@ -1,0 +1,1 @@
+"""The platform every service stands on: events, topology, outbox, inbox, consumer runtime."""

@@ -1,0 +1,150 @@
+"""`school`: look at the queues and their dead-letter queues, and redrive them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import aws
+from shared.inspect import queue_state
+from shared.settings import ConfigError, Settings
+from shared.topology import TOPOLOGY, QueueSpec, physical
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+
+
+def status(settings: Settings, sqs: Any, out: Any = sys.stdout) -> int:
+    cloudwatch = None if settings.aws_endpoint_url else aws.client("cloudwatch", settings)
+    rows = []
+    for spec in TOPOLOGY.queues:
+        for name in (spec.name, spec.dlq_name):
+            url = _url(sqs, settings, name)
+            rows.append(queue_state(sqs, url, settings, cloudwatch))
+    width = max(len(r.name) for r in rows)
+    print(f"{'queue':<{width}}  {'visible':>7}  {'in flight':>9}  {'oldest':>6}", file=out)
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.visible:>7}  {r.in_flight:>9}  {_age(r.oldest_age):>6}",
+              file=out)
+    return 0
+
+
+def _url(sqs: Any, settings: Settings, name: str) -> str:
+    url: str = sqs.get_queue_url(QueueName=physical(settings.school_env, name))["QueueUrl"]
+    return url
+
+
+def dlq_list(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdout) -> int:
+    """Print each dead-lettered message with why it is there; the messages stay in the DLQ."""
+    url = _url(sqs, settings, spec.dlq_name)
+    held = _drain(sqs, url, visibility=30)
+    try:
+        for message in held:
+            attrs = {k: v.get("StringValue")
+                     for k, v in message.get("MessageAttributes", {}).items()}
+            print(json.dumps({
+                "message_id": message["MessageId"],
+                "event_type": attrs.get("event_type"),
+                "dlq_reason": attrs.get("dlq_reason", "max_receive_count_exceeded"),
+                "dlq_error": attrs.get("dlq_error"),
+                "receive_count": message["Attributes"].get("ApproximateReceiveCount"),
+                "body": message["Body"][:500],
+            }), file=out)
+    finally:
+        _release(sqs, url, held)
+    print(f"{len(held)} message(s) in {physical(settings.school_env, spec.dlq_name)}", file=out)
+    return 0
+
+
+def dlq_redrive(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdout,
+                timeout: float = 120) -> int:
+    """Move every message of the DLQ back to its queue with SQS's own move task."""
+    dlq_url = _url(sqs, settings, spec.dlq_name)
+    arns = {u: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])
+            ["Attributes"]["QueueArn"] for u in (dlq_url, _url(sqs, settings, spec.name))}
+    dlq_arn, queue_arn = arns.values()
+    task = sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=queue_arn)
+    print(f"redriving {physical(settings.school_env, spec.dlq_name)} -> "
+          f"{physical(settings.school_env, spec.name)}", file=out)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"]
+        mine = next((t for t in tasks if t.get("TaskHandle") == task["TaskHandle"]), tasks[0])
+        moved = mine.get("ApproximateNumberOfMessagesMoved", 0)
+        if mine["Status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            print(f"{mine['Status'].lower()}: {moved} message(s) moved", file=out)
+            if mine["Status"] != "COMPLETED":
+                print(f"reason: {mine.get('FailureReason', 'unknown')}", file=sys.stderr)
+                return 1
+            return 0
+        print(f"  {moved} moved so far...", file=out)
+        time.sleep(1)
+    print("the move task has not finished; `school status` shows its progress", file=sys.stderr)
+    return 1
+
+
+def _drain(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
+    held: list[dict[str, Any]] = []
+    while True:
+        reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                    VisibilityTimeout=visibility,
+                                    MessageSystemAttributeNames=["All"],
+                                    MessageAttributeNames=["All"])
+        batch = reply.get("Messages", [])
+        if not batch:
+            return held
+        held.extend(batch)
+
+
+def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+    for start in range(0, len(messages), 10):
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                   for i, m in enumerate(messages[start:start + 10])]
+        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="school", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="every queue and DLQ: visible, in flight, oldest message age")
+    dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="action",
+                                                                           required=True)
+    names = [q.name for q in TOPOLOGY.queues]
+    for action, text in (("list", "show the messages of a queue's DLQ"),
+                         ("redrive", "move a queue's DLQ messages back to the queue")):
+        dlq.add_parser(action, help=text).add_argument("queue", choices=names, metavar="queue",
+                                                       help=f"one of: {', '.join(names)}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        sqs = aws.client("sqs", settings)
+        if args.command == "status":
+            return status(settings, sqs)
+        spec = TOPOLOGY.queue(args.queue)
+        action = dlq_list if args.action == "list" else dlq_redrive
+        return action(settings, sqs, spec)
+    except ConfigError as exc:
+        print(f"school: {exc}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as exc:
+        print(f"school: cannot reach SQS at {Settings.from_env().aws_endpoint_url or 'AWS'} "
+              f"in {Settings.from_env().school_env!r}: {exc}", file=sys.stderr)
+        print("is the stack up (`make up`) and provisioned?", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

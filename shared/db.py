@@ -1,0 +1,105 @@
+"""Databases: one per service, SQLite under var/db/ by default, PostgreSQL with DB=postgres."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import ROOT, Settings
+
+
+def database_url(service: str, settings: Settings, env: dict[str, str] | None = None) -> str:
+    """`<SERVICE>_DATABASE_URL` if set, else the default for the DB setting."""
+    env = dict(os.environ) if env is None else env
+    explicit = env.get(f"{service.upper()}_DATABASE_URL")
+    if explicit:
+        return explicit
+    if settings.db == "postgres":
+        auth = settings.pg_user + (f":{settings.pg_password}" if settings.pg_password else "")
+        return (f"postgresql+psycopg://{auth}@{settings.pg_host}:{settings.pg_port}"
+                f"/school_{service}")
+    return f"sqlite:///{settings.var_dir / 'db' / f'{service}.sqlite'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for this project's use: WAL and a busy timeout on SQLite."""
+    if url.startswith("sqlite"):
+        ensure_database(url)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; let SQLAlchemy emit it so that a
+        # transaction really starts where the code says (SQLAlchemy docs, "Serializable
+        # isolation / Savepoints / Transactional DDL" for pysqlite).
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    # WAL lets readers and one writer work at once; the relay reads while the API writes.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def ensure_database(url: str) -> None:
+    """Create the database of a URL if it does not exist (for SQLite, its folder)."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return
+    if not parsed.drivername.startswith("postgresql"):
+        return
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": parsed.database}).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    finally:
+        admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database (tests clean up after themselves); SQLite files are removed."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            for suffix in ("", "-wal", "-shm"):
+                Path(parsed.database + suffix).unlink(missing_ok=True)
+        return
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def alembic_config(service: str, url: str) -> Config:
+    """The Alembic configuration of a service's own migration history."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "services" / service / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(service: str, url: str) -> None:
+    """Create the database if needed and upgrade it to the newest revision."""
+    ensure_database(url)
+    command.upgrade(alembic_config(service, url), "head")

@@ -1,0 +1,102 @@
+"""The event envelope (DESIGN section 4): body, message attributes and the 256 KiB limit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+# SQS and SNS count the body and the message attributes against one 256 KiB limit.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class MessageTooLarge(ValueError):
+    """An event whose message would exceed SQS's 256 KiB limit: refused, never truncated."""
+
+
+class PoisonMessage(Exception):
+    """A message no retry can fix: it goes to the dead-letter queue at once with `reason`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def utc_now_iso() -> str:
+    """ISO 8601 UTC with milliseconds and a Z, as in the envelope example."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class EnvelopeSchema(Schema):
+    event_id = fields.UUID(required=True)
+    event_type = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    event_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    occurred_at = fields.AwareDateTime(required=True, format="iso")
+    correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    causation_id = fields.String(required=True, allow_none=True)
+    producer = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    data = fields.Dict(required=True)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    event_type: str
+    event_version: int
+    data: dict[str, Any]
+    producer: str
+    correlation_id: str = field(default_factory=new_id)
+    causation_id: str | None = None
+    event_id: str = field(default_factory=new_id)
+    occurred_at: str = field(default_factory=utc_now_iso)
+
+    def body(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    def attributes(self) -> dict[str, dict[str, str]]:
+        """Message attributes carried on every SQS and SNS message of this event."""
+        return {
+            "event_type": {"DataType": "String", "StringValue": self.event_type},
+            "event_version": {"DataType": "Number", "StringValue": str(self.event_version)},
+            "correlation_id": {"DataType": "String", "StringValue": self.correlation_id},
+        }
+
+    def check_size(self) -> None:
+        size = message_size(self.body(), self.attributes())
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(
+                f"{self.event_type} {self.event_id} is {size} bytes with its attributes; "
+                f"SQS and SNS accept at most {MAX_MESSAGE_BYTES} bytes"
+            )
+
+    @classmethod
+    def parse(cls, body: str) -> Envelope:
+        """Parse and validate the envelope (not yet the data) or raise PoisonMessage."""
+        try:
+            raw = json.loads(body)
+        except (TypeError, ValueError) as exc:
+            raise PoisonMessage("broken_json", f"body is not JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise PoisonMessage("invalid_envelope", "body is not a JSON object")
+        try:
+            EnvelopeSchema().load(raw)
+        except ValidationError as exc:
+            raise PoisonMessage("invalid_envelope", json.dumps(exc.messages)) from None
+        return cls(**{name: raw[name] for name in EnvelopeSchema().fields})
+
+
+def message_size(body: str, attributes: dict[str, dict[str, str]]) -> int:
+    """Bytes SQS counts for a message: body plus each attribute's name, type and value."""
+    size = len(body.encode())
+    for name, attr in attributes.items():
+        size += len(name.encode()) + len(attr["DataType"].encode())
+        size += len(attr.get("StringValue", "").encode())
+    return size

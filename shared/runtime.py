@@ -1,0 +1,136 @@
+"""One process's dependencies, built once in its factory and passed down (STYLE rule 3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import aws, db
+from shared.backoff import Backoff
+from shared.consumer import Consumer, ConsumerConfig, Reader
+from shared.events import CATALOGUE, Catalogue
+from shared.handling import Dispatcher, Handler, Producer
+from shared.inbox import Inbox
+from shared.outbox import Outbox, Publisher, Relay
+from shared.provision import resolve
+from shared.settings import Settings
+from shared.topology import TOPOLOGY, QueueSpec, Topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: Settings
+    engine: Engine
+    outbox_table: Table | None = None
+    inbox_table: Table | None = None
+    topology: Topology = TOPOLOGY
+    catalogue: Catalogue = CATALOGUE
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, service: str, *, outbox: Table | None = None, inbox: Table | None = None,
+              settings: Settings | None = None) -> Runtime:
+        settings = settings or Settings.from_env()
+        engine = db.make_engine(db.database_url(service, settings))
+        return cls(service, settings, engine, outbox, inbox)
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return db.session_factory(self.engine)
+
+    def client(self, name: str, read_timeout: int | None = None) -> Any:
+        key = f"{name}:{read_timeout}"
+        if key not in self._clients:
+            self._clients[key] = aws.client(name, self.settings, read_timeout)
+        return self._clients[key]
+
+    @property
+    def producer(self) -> Producer:
+        assert self.outbox_table is not None, f"{self.service} has no outbox table"
+        return Producer(self.catalogue, Outbox(self.outbox_table, self.topology))
+
+    def relay(self) -> Relay:
+        assert self.outbox_table is not None, f"{self.service} has no outbox table"
+        publisher = Publisher(self.client("sqs", 5), self.client("sns", 5), self.topology,
+                              self.settings.school_env)
+        return Relay(self.engine, self.outbox_table, publisher,
+                     retention=timedelta(hours=self.settings.outbox_retention_hours))
+
+    def dispatcher(self, handlers: dict[str, Handler], **options: Any) -> Dispatcher:
+        assert self.inbox_table is not None, f"{self.service} has no inbox table"
+        producer = self.producer if self.outbox_table is not None else None
+        return Dispatcher(self.sessions, Inbox(self.inbox_table, self.service), self.catalogue,
+                          handlers, producer=producer, **options)
+
+    def consumer(self, reader: Reader, spec: QueueSpec | None = None) -> Consumer:
+        """The consumer of this service's queue (the one the topology names it consumer of)."""
+        spec = spec or self.topology.consumed_by(self.service)[0]
+        url, dlq = resolve(self.client("sqs"), self.settings.school_env, spec)
+        s = self.settings
+        config = ConsumerConfig(spec.name, url, dlq, spec.visibility_timeout,
+                                concurrency=s.consumer_concurrency,
+                                shutdown_deadline=s.shutdown_deadline,
+                                backoff=Backoff(s.backoff_base, s.backoff_cap))
+        return Consumer(self.client("sqs"), config, reader)
+
+
+def _every(interval: float, stop: threading.Event, job: Any) -> None:
+    while not stop.wait(interval):
+        try:
+            job()
+        except Exception:  # housekeeping must not kill the worker; it runs again next time
+            log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+
+def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None) -> int:
+    """Run a worker process until SIGTERM or SIGINT; exit 0 within the shutdown deadline."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum, extra={"outcome": "stopping"})
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
+    threads = []
+    if relay is not None:
+        threads.append(threading.Thread(target=relay.run, name="relay",
+                                        args=(stop, runtime.settings.relay_interval)))
+        threads.append(threading.Thread(target=_every, name="outbox-purge", daemon=True,
+                                        args=(3600, stop, relay.purge)))
+    if runtime.inbox_table is not None:
+        inbox = Inbox(runtime.inbox_table, runtime.service)
+        keep = timedelta(days=runtime.settings.inbox_retention_days)
+        threads.append(threading.Thread(target=_every, name="inbox-purge", daemon=True,
+                                        args=(3600, stop, lambda: inbox.purge(runtime.engine,
+                                                                               keep))))
+    for thread in threads:
+        thread.start()
+    log.info("%s worker started", runtime.service, extra={"outcome": "started"})
+    if consumer is not None:
+        consumer.run(stop)
+    else:
+        stop.wait()
+    for thread in threads:
+        if not thread.daemon:
+            thread.join(timeout=runtime.settings.shutdown_deadline)
+    log.info("%s worker stopped", runtime.service, extra={"outcome": "stopped"})
+    if consumer is not None and consumer.abandoned:
+        # Handlers still running past the deadline hold threads Python would wait for; their
+        # messages were released and their transactions never commit, so leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+    return 0

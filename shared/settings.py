@@ -1,0 +1,87 @@
+"""Configuration, read once from the environment into a typed object (README: Configuration)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("enrollment", "payment", "assignment", "notification", "analytics")
+# The one place the services' ports are written (DESIGN section 2).
+PORTS = {"enrollment": 8001, "payment": 8002, "assignment": 8003, "notification": 8004,
+         "analytics": 8005}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the platform cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    school_env: str = "dev"
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    var_dir: Path = ROOT / "var"
+    db: str = "sqlite"
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_password: str = ""
+    log_level: str = "INFO"
+    consumer_concurrency: int = 4
+    backoff_base: float = 2.0
+    backoff_cap: float = 120.0
+    shutdown_deadline: float = 20.0
+    relay_interval: float = 0.2
+    outbox_retention_hours: float = 24.0
+    inbox_retention_days: float = 15.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        db = env.get("DB", "sqlite") or "sqlite"
+        if db not in ("sqlite", "postgres"):
+            raise ConfigError(f"DB must be 'sqlite' or 'postgres', got {db!r}")
+        school_env = env.get("SCHOOL_ENV", "dev") or "dev"
+        if not school_env.replace("-", "").isalnum() or len(school_env) > 20:
+            raise ConfigError(
+                f"SCHOOL_ENV must be letters, digits and dashes, at most 20, got {school_env!r}"
+            )
+        return cls(
+            school_env=school_env,
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
+            var_dir=Path(env.get("SCHOOL_VAR_DIR") or ROOT / "var"),
+            db=db,
+            pg_host=env.get("PGHOST", "127.0.0.1") or "127.0.0.1",
+            pg_port=int(_number(env, "PGPORT", 5432)),
+            pg_user=env.get("PGUSER", "postgres") or "postgres",
+            pg_password=env.get("PGPASSWORD", ""),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            consumer_concurrency=max(1, int(_number(env, "SCHOOL_CONSUMER_CONCURRENCY", 4))),
+            backoff_base=_number(env, "SCHOOL_BACKOFF_BASE", 2.0),
+            backoff_cap=_number(env, "SCHOOL_BACKOFF_CAP", 120.0),
+            shutdown_deadline=_number(env, "SCHOOL_SHUTDOWN_DEADLINE", 20.0),
+            relay_interval=_number(env, "SCHOOL_RELAY_INTERVAL", 0.2),
+            outbox_retention_hours=_number(env, "SCHOOL_OUTBOX_RETENTION_HOURS", 24.0),
+            inbox_retention_days=_number(env, "SCHOOL_INBOX_RETENTION_DAYS", 15.0),
+            smtp_host=env.get("SMTP_HOST", "127.0.0.1") or "127.0.0.1",
+            smtp_port=int(_number(env, "SMTP_PORT", 1025)),
+        )

@@ -1,0 +1,145 @@
+"""Fixtures for the whole suite: one LocalStack per session (its own random SCHOOL_ENV), and a
+fresh database per test on SQLite, or on PostgreSQL with DB=postgres."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from shared import aws, db
+from shared.provision import Provisioner, QueueRef, Report
+from shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def school_env() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    endpoint: str
+    pid: int | None  # None when it runs in a container
+
+
+@pytest.fixture(scope="session")
+def localstack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A LocalStack for this session: from pip (default) or a container (STACK=containers)."""
+    if os.environ.get("STACK") == "containers":
+        from tests.support.containers import localstack_container
+        with localstack_container() as endpoint:
+            yield LocalStack(endpoint, None)
+        return
+    from deploy.local import localstack
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    state = tmp_path_factory.mktemp("localstack")
+    proc = localstack.start(endpoint, state, state / "localstack.log")
+    try:
+        localstack.wait_healthy(endpoint, proc, timeout=120)
+        yield LocalStack(endpoint, proc.pid)
+    finally:
+        localstack.stop_group(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def localstack_endpoint(localstack_process: LocalStack) -> str:
+    return localstack_process.endpoint
+
+
+@pytest.fixture(scope="session")
+def aws_env(localstack_endpoint: str, school_env: str) -> dict[str, str]:
+    """The environment a process of this session needs to reach its LocalStack."""
+    env = {"AWS_ENDPOINT_URL": localstack_endpoint, "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "SCHOOL_ENV": school_env}
+    os.environ.update(env)  # the tests' own clients and the processes they start
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(aws_env: dict[str, str]) -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def sqs(settings: Settings):
+    return aws.client("sqs", settings)
+
+
+@pytest.fixture(scope="session")
+def sns(settings: Settings):
+    return aws.client("sns", settings)
+
+
+@pytest.fixture(scope="session")
+def provisioned(sqs, sns, settings: Settings) -> Report:
+    """The real topology, provisioned once for the session's SCHOOL_ENV."""
+    return Provisioner(sqs, sns, settings.school_env).run()
+
+
+@pytest.fixture(scope="session")
+def db_kind() -> str:
+    return os.environ.get("DB", "sqlite") or "sqlite"
+
+
+@pytest.fixture
+def database_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    if os.environ.get("STACK") == "containers" and db_kind == "postgres":
+        from tests.support.containers import postgres_base_url
+        base = postgres_base_url()
+    elif db_kind == "postgres":
+        s = Settings.from_env()
+        base = f"postgresql+psycopg://{s.pg_user}@{s.pg_host}:{s.pg_port}"
+    else:
+        base = None
+    url = (f"{base}/school_test_{uuid.uuid4().hex[:12]}" if base
+           else f"sqlite:///{tmp_path / 'test.sqlite'}")
+    db.ensure_database(url)
+    yield url
+    db.drop_database(url)
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    """Settings with short waits, for processes whose timing a test observes."""
+    return replace(settings, backoff_base=1.0, backoff_cap=8.0, shutdown_deadline=8.0,
+                   relay_interval=0.05)
+
+
+@dataclass
+class ProbeStack:
+    """A probe topology provisioned for one test, and its own database."""
+
+    env: str
+    report: Report
+    engine: Engine
+    url: str
+
+    def queue(self, name: str) -> QueueRef:
+        return self.report.queues[name]
+
+
+@pytest.fixture
+def probe_stack(sqs, sns, settings: Settings, database_url: str
+                ) -> Iterator[ProbeStack]:
+    from tests.support import probe
+    env = f"{settings.school_env}-{uuid.uuid4().hex[:6]}"
+    report = Provisioner(sqs, sns, env, probe.topology(fifo_visibility=4, max_receives=4)).run()
+    engine = db.make_engine(database_url)
+    probe.metadata.create_all(engine)
+    yield ProbeStack(env, report, engine, database_url)
+    engine.dispose()

@@ -1,0 +1,92 @@
+"""`make up`'s orchestrator, end to end: it starts LocalStack itself, provisions the whole
+topology, migrates every database, starts the Procfile, prints its banner, and on SIGTERM stops
+everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+
+from deploy.local import localstack
+from shared import db
+from shared.settings import ROOT, SERVICES
+from shared.topology import TOPOLOGY, physical
+from tests.conftest import free_port
+from tests.support.messages import wait_for
+
+
+def database_urls(db_kind: str, tmp: Path) -> dict[str, str]:
+    if db_kind == "postgres":
+        tag = uuid.uuid4().hex[:8]
+        return {s: f"postgresql+psycopg://postgres@127.0.0.1:5432/school_up_{tag}_{s}"
+                for s in SERVICES}
+    return {s: f"sqlite:///{tmp / 'db' / f'{s}.sqlite'}" for s in SERVICES}
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str) -> None:
+    endpoint, smtp_port, env_name = (f"http://127.0.0.1:{free_port()}", free_port(),
+                                     "up" + uuid.uuid4().hex[:8])
+    urls = database_urls(db_kind, tmp_path)
+    env = os.environ | {"AWS_ENDPOINT_URL": endpoint, "SCHOOL_ENV": env_name,
+                        "SMTP_PORT": str(smtp_port), "SCHOOL_VAR_DIR": str(tmp_path),
+                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                        "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT)}
+    env |= {f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()}
+    up = subprocess.Popen([sys.executable, "-m", "deploy.local.up"], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(up.stdout.readline, "")))
+    reader.start()
+    try:
+        wait_for(lambda: any("the online school is up" in line for line in output)
+                 or up.poll() is not None, 240, "the ready banner")
+        assert up.poll() is None, "".join(output)
+        localstack_pid = int((tmp_path / "run" / "localstack.pid").read_text())
+        creds = {"endpoint_url": endpoint, "region_name": "us-east-1",
+                 "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        sqs, sns = boto3.client("sqs", **creds), boto3.client("sns", **creds)
+        names = {q.split("/")[-1] for q in sqs.list_queues(QueueNamePrefix=env_name)["QueueUrls"]}
+        assert names == {physical(env_name, n) for q in TOPOLOGY.queues
+                         for n in (q.name, q.dlq_name)}
+        topic = f"arn:aws:sns:us-east-1:000000000000:{physical(env_name, 'school-events')}"
+        subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        assert len(subs) == 2
+        assert port_open(smtp_port)
+        status = subprocess.run([str(Path(sys.executable).parent / "school"), "status"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        assert all(name in status.stdout for name in names)
+        started = time.monotonic()
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, "".join(output[-20:])
+        took = time.monotonic() - started
+    finally:
+        if up.poll() is None:  # a failed assertion: stop it as a user would, then make down
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+        subprocess.run([sys.executable, "-m", "deploy.local.down"], cwd=ROOT, env=env,
+                       capture_output=True, timeout=60)
+        reader.join(timeout=10)
+        for url in urls.values():
+            db.drop_database(url)
+    assert took < 30
+    assert not localstack.healthy(endpoint) and not port_open(smtp_port)
+    assert not (tmp_path / "run" / "honcho.pid").exists()
+    wait_for(lambda: not Path(f"/proc/{localstack_pid}").exists(), 10, "LocalStack to exit")

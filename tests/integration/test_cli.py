@@ -1,0 +1,79 @@
+"""`school status`, `school dlq list` and `school dlq redrive`, run as the console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.envelope import Envelope
+from shared.topology import TOPOLOGY, physical
+from tests.support.messages import depth, receive_all, wait_for
+
+SCHOOL = str(Path(sys.executable).parent / "school")
+
+
+def school(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCHOOL, *args], capture_output=True, text=True, timeout=120,
+                          env=os.environ.copy())
+
+
+def dead_letter(sqs, url: str, reason: str) -> Envelope:
+    event = Envelope("refund.requested", 1, {"enrollment_id": "e1", "student_id": "s1",
+                                             "amount_cents": 100, "currency": "USD"},
+                     "enrollment")
+    sqs.send_message(QueueUrl=url, MessageBody=event.body(), MessageGroupId="s1",
+                     MessageDeduplicationId=event.event_id,
+                     MessageAttributes=event.attributes() | {
+                         "dlq_reason": {"DataType": "String", "StringValue": reason}})
+    return event
+
+
+def test_status_lists_every_queue_and_dlq(sqs, settings, provisioned):
+    ref = provisioned.queues["assignment-submissions.fifo"]
+    dead_letter(sqs, ref.dlq_url, "invalid_data")
+    try:
+        result = school("status")
+        assert result.returncode == 0, result.stderr
+        lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+        for spec in TOPOLOGY.queues:
+            assert physical(settings.school_env, spec.name) in lines
+            assert physical(settings.school_env, spec.dlq_name) in lines
+        visible, in_flight, oldest = lines[physical(settings.school_env, ref.spec.dlq_name)]
+        assert (visible, in_flight) == ("1", "0") and oldest.endswith("s")
+    finally:
+        receive_all(sqs, ref.dlq_url, 1)
+
+
+def test_dlq_list_shows_why_and_keeps_the_messages(sqs, provisioned):
+    ref = provisioned.queues["enrollment-payment-results.fifo"]
+    event = dead_letter(sqs, ref.dlq_url, "permanent_failure")
+    try:
+        result = school("dlq", "list", "enrollment-payment-results.fifo")
+        assert result.returncode == 0, result.stderr
+        listed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert [(m["dlq_reason"], m["event_type"]) for m in listed] == [
+            ("permanent_failure", "refund.requested")]
+        assert event.event_id in listed[0]["body"]
+        wait_for(lambda: depth(sqs, ref.dlq_url) == 1, 10, "the message to stay in the DLQ")
+    finally:
+        receive_all(sqs, ref.dlq_url, 1)
+
+
+def test_redrive_moves_the_dlq_back_to_its_queue(sqs, provisioned):
+    ref = provisioned.queues["payment-requests.fifo"]
+    events = [dead_letter(sqs, ref.dlq_url, "max_receive_count") for _ in range(3)]
+    result = school("dlq", "redrive", "payment-requests.fifo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 message(s) moved" in result.stdout
+    moved = receive_all(sqs, ref.url, 3)
+    assert [json.loads(m["Body"])["event_id"] for m in moved] == [e.event_id for e in events]
+    assert depth(sqs, ref.dlq_url) == 0
+
+
+def test_an_unknown_queue_is_a_clear_error() -> None:
+    result = school("dlq", "redrive", "no-such-queue")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr and "payment-requests.fifo" in result.stderr

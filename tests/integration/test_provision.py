@@ -1,0 +1,68 @@
+"""The real topology of DESIGN section 3, provisioned on LocalStack."""
+
+from __future__ import annotations
+
+import json
+
+from shared.envelope import Envelope
+from shared.provision import Provisioner
+from shared.topology import TOPOLOGY, physical
+from tests.support.messages import bodies, receive_all
+
+
+def attributes(sqs, url):
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def test_every_queue_has_its_attributes_and_dlq(sqs, settings, provisioned):
+    assert set(provisioned.queues) == {q.name for q in TOPOLOGY.queues}
+    for spec in TOPOLOGY.queues:
+        ref = provisioned.queues[spec.name]
+        main, dlq = attributes(sqs, ref.url), attributes(sqs, ref.dlq_url)
+        redrive = json.loads(main["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == ref.dlq_arn
+        assert int(redrive["maxReceiveCount"]) == spec.max_receive_count
+        assert main["VisibilityTimeout"] == str(spec.visibility_timeout)
+        assert main["MessageRetentionPeriod"] == str(4 * 24 * 3600)
+        assert main["ReceiveMessageWaitTimeSeconds"] == "20"
+        assert dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+        assert main["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
+        assert (main.get("FifoQueue") == "true") == spec.fifo == (dlq.get("FifoQueue") == "true")
+        assert ref.url.endswith("/" + physical(settings.school_env, spec.name))
+        assert ref.dlq_url.endswith("/" + physical(settings.school_env, spec.dlq_name))
+
+
+def test_subscriptions_are_raw_and_filtered(sns, provisioned):
+    subs = sns.list_subscriptions_by_topic(TopicArn=provisioned.topic_arn)["Subscriptions"]
+    by_queue = {s["Endpoint"]: s["SubscriptionArn"] for s in subs}
+    assert set(by_queue) == {provisioned.queues[n].arn for n in ("notifications", "analytics")}
+    notifications = sns.get_subscription_attributes(
+        SubscriptionArn=by_queue[provisioned.queues["notifications"].arn])["Attributes"]
+    analytics = sns.get_subscription_attributes(
+        SubscriptionArn=by_queue[provisioned.queues["analytics"].arn])["Attributes"]
+    assert notifications["RawMessageDelivery"] == analytics["RawMessageDelivery"] == "true"
+    assert set(json.loads(notifications["FilterPolicy"])["event_type"]) == set(
+        TOPOLOGY.queue("notifications").filter_events or ())
+    assert "FilterPolicy" not in analytics
+
+
+def test_a_second_run_changes_nothing(sqs, sns, settings, provisioned):
+    again = Provisioner(sqs, sns, settings.school_env).run()
+    assert again.changes == []
+    assert {n: r.url for n, r in again.queues.items()} == {
+        n: r.url for n, r in provisioned.queues.items()}
+
+
+def test_the_topic_fans_out_by_event_type(sqs, sns, provisioned):
+    confirmed = Envelope("enrollment.confirmed", 1, {"enrollment_id": "e", "student_id": "s",
+                                                     "course_id": "c"}, "enrollment")
+    created = Envelope("course.created", 1, {"course_id": "c"}, "enrollment")
+    for event in (confirmed, created):
+        sns.publish(TopicArn=provisioned.topic_arn, Message=event.body(),
+                    MessageAttributes=event.attributes())
+    everything = receive_all(sqs, provisioned.queues["analytics"].url, 2)
+    assert {b["event_type"] for b in bodies(everything)} == {"enrollment.confirmed",
+                                                              "course.created"}
+    assert everything[0]["MessageAttributes"]["correlation_id"]["StringValue"]  # raw delivery
+    filtered = receive_all(sqs, provisioned.queues["notifications"].url, 2, timeout=5)
+    assert [b["event_type"] for b in bodies(filtered)] == ["enrollment.confirmed"]
