@@ -16,6 +16,9 @@ from shared.inspect import queue_state
 from shared.settings import ConfigError, Settings
 from shared.topology import TOPOLOGY, QueueSpec, physical
 
+# Attributes the consumer runtime adds when it dead-letters a message; dropped on redrive.
+DLQ_ATTRIBUTES = ("dlq_reason", "dlq_error", "source_queue")
+
 
 def _age(seconds: float | None) -> str:
     if seconds is None:
@@ -67,14 +70,47 @@ def dlq_list(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdou
 
 def dlq_redrive(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdout,
                 timeout: float = 120) -> int:
-    """Move every message of the DLQ back to its queue with SQS's own move task."""
-    dlq_url = _url(sqs, settings, spec.dlq_name)
-    arns = {u: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])
-            ["Attributes"]["QueueArn"] for u in (dlq_url, _url(sqs, settings, spec.name))}
-    dlq_arn, queue_arn = arns.values()
-    task = sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=queue_arn)
+    """Move every message of a queue's DLQ back to the queue."""
+    dlq_url, url = _url(sqs, settings, spec.dlq_name), _url(sqs, settings, spec.name)
     print(f"redriving {physical(settings.school_env, spec.dlq_name)} -> "
           f"{physical(settings.school_env, spec.name)}", file=out)
+    if spec.fifo:
+        moved = _redrive_fifo(sqs, dlq_url, url, out)
+        print(f"completed: {moved} message(s) moved", file=out)
+        return 0
+    return _redrive_with_move_task(sqs, dlq_url, url, out, timeout)
+
+
+def _redrive_fifo(sqs: Any, dlq_url: str, url: str, out: Any) -> int:
+    """FIFO: resend each message in order, with its group and a new deduplication id.
+
+    A FIFO queue drops a message whose deduplication id it saw in the last 5 minutes; a redriven
+    message keeps its id under SQS's move task, and LocalStack then reports it moved while the
+    queue silently discards it. One message at a time, deleted only once sent, keeps group order
+    and loses nothing: a failure part-way leaves the rest in the DLQ.
+    """
+    moved = 0
+    while batch := sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=0, VisibilityTimeout=60,
+                                       MessageSystemAttributeNames=["All"],
+                                       MessageAttributeNames=["All"]).get("Messages", []):
+        for message in batch:
+            attrs = {k: v for k, v in message.get("MessageAttributes", {}).items()
+                     if k not in DLQ_ATTRIBUTES}
+            sqs.send_message(QueueUrl=url, MessageBody=message["Body"], MessageAttributes=attrs,
+                             MessageGroupId=message["Attributes"]["MessageGroupId"],
+                             MessageDeduplicationId=f"redrive-{message['MessageId']}")
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+        print(f"  {moved} moved so far...", file=out)
+    return moved
+
+
+def _redrive_with_move_task(sqs: Any, dlq_url: str, url: str, out: Any, timeout: float) -> int:
+    """Standard queues: SQS's own StartMessageMoveTask, polled until it ends."""
+    dlq_arn, queue_arn = (sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])
+                          ["Attributes"]["QueueArn"] for u in (dlq_url, url))
+    task = sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=queue_arn)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"]

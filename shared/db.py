@@ -33,10 +33,12 @@ def make_engine(url: str) -> Engine:
         ensure_database(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # pysqlite's own transaction handling defers BEGIN; let SQLAlchemy emit it so that a
-        # transaction really starts where the code says (SQLAlchemy docs, "Serializable
-        # isolation / Savepoints / Transactional DDL" for pysqlite).
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # pysqlite's own transaction handling defers BEGIN; let SQLAlchemy emit it (SQLAlchemy
+        # docs, "Serializable isolation / Savepoints / Transactional DDL" for pysqlite). IMMEDIATE
+        # takes the write lock up front: in WAL mode a deferred transaction that reads and then
+        # writes fails at once with SQLITE_BUSY_SNAPSHOT if another writer committed in between,
+        # whereas IMMEDIATE waits for the lock under busy_timeout.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

@@ -40,3 +40,10 @@ def create_platform_tables_v1(*, outbox: bool, inbox: bool) -> None:
 def drop_platform_tables_v1() -> None:
     for name in ("inbox", "outbox"):
         op.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def create_idempotency_table_v1() -> None:
+    """Revision 1 of the Idempotency-Key table (shared.tables.idempotency_table)."""
+    from shared.tables import idempotency_table
+
+    idempotency_table(MetaData()).create(op.get_bind())

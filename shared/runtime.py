@@ -7,11 +7,13 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import aws, db
@@ -23,7 +25,7 @@ from shared.inbox import Inbox
 from shared.outbox import Outbox, Publisher, Relay
 from shared.provision import resolve
 from shared.settings import Settings
-from shared.topology import TOPOLOGY, QueueSpec, Topology
+from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,26 @@ class Runtime:
         engine = db.make_engine(db.database_url(service, settings))
         return cls(service, settings, engine, outbox, inbox)
 
-    @property
+    @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return db.session_factory(self.engine)
+
+    def ready_checks(self) -> dict[str, Callable[[], None]]:
+        """For /readyz: the database answers, and every queue this service uses exists."""
+        names = {q.name for q in self.topology.consumed_by(self.service)}
+        for event_type in self.catalogue.produced_by(self.service):
+            names |= {q.name for q in self.topology.direct_destinations(event_type)}
+
+        def database() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        def queues() -> None:
+            for name in sorted(names):
+                self.client("sqs", 5).get_queue_url(
+                    QueueName=physical(self.settings.school_env, name))
+
+        return {"database": database, "queues": queues}
 
     def client(self, name: str, read_timeout: int | None = None) -> Any:
         key = f"{name}:{read_timeout}"

@@ -52,6 +52,7 @@ class Settings:
     inbox_retention_days: float = 15.0
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
+    simulator_controls: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,4 +85,5 @@ class Settings:
             inbox_retention_days=_number(env, "SCHOOL_INBOX_RETENTION_DAYS", 15.0),
             smtp_host=env.get("SMTP_HOST", "127.0.0.1") or "127.0.0.1",
             smtp_port=int(_number(env, "SMTP_PORT", 1025)),
+            simulator_controls=env.get("SCHOOL_SIMULATOR_CONTROLS", "0") == "1",
         )

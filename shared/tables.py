@@ -46,3 +46,15 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("event_type", String(100), nullable=False),
         Column("handled_at", DateTime(timezone=True), nullable=False, index=True),
     )
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    """First responses to POSTs sent with an Idempotency-Key (DESIGN section 5)."""
+    return Table(
+        "idempotency_keys", metadata,
+        Column("key", String(200), primary_key=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("status_code", Integer, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )

@@ -143,3 +143,16 @@ def probe_stack(sqs, sns, settings: Settings, database_url: str
     probe.metadata.create_all(engine)
     yield ProbeStack(env, report, engine, database_url)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def saga_stack(provisioned, aws_env, db_kind, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The enrollment and payment services as real processes (module scope: one start)."""
+    from tests.support.stack import ServiceStack
+    stack = ServiceStack(("enrollment", "payment"), tmp_path_factory.mktemp("saga"), db_kind)
+    try:
+        stack.start({"SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "4",
+                     "SCHOOL_RELAY_INTERVAL": "0.05"})
+        yield stack
+    finally:
+        stack.stop()

@@ -16,7 +16,7 @@ def main() -> int:
         if localstack.stop_group(int(pidfile.read_text())):
             print(f"stopped {name}")
             stopped += 1
-        pidfile.unlink()
+        pidfile.unlink(missing_ok=True)  # `up` may have removed it while stopping
     if not stopped:
         print("nothing was running")
     return 0

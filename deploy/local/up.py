@@ -31,6 +31,8 @@ class Stack:
         for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
                            ("AWS_DEFAULT_REGION", "us-east-1")):
             os.environ.setdefault(key, value)  # LocalStack accepts any credentials
+        # The local stack is for trying things out: the simulated gateway's switch is on.
+        os.environ.setdefault("SCHOOL_SIMULATOR_CONTROLS", "1")
         self.settings = Settings.from_env()
         self.endpoint = self.settings.aws_endpoint_url or DEFAULT_ENDPOINT
         self.run_dir = self.settings.var_dir / "run"

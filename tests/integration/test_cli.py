@@ -62,15 +62,31 @@ def test_dlq_list_shows_why_and_keeps_the_messages(sqs, provisioned):
         receive_all(sqs, ref.dlq_url, 1)
 
 
-def test_redrive_moves_the_dlq_back_to_its_queue(sqs, provisioned):
+def test_fifo_redrive_brings_back_messages_the_queue_has_seen(sqs, provisioned):
+    """The realistic case: the DLQ holds messages that went through the queue minutes ago,
+    under the same deduplication ids, in order within their group."""
     ref = provisioned.queues["payment-requests.fifo"]
-    events = [dead_letter(sqs, ref.dlq_url, "max_receive_count") for _ in range(3)]
+    events = [dead_letter(sqs, ref.url, "-") for _ in range(3)]
+    for message in receive_all(sqs, ref.url, 3):  # consumed once: the queue knows these ids
+        sqs.send_message(QueueUrl=ref.dlq_url, MessageBody=message["Body"], MessageGroupId="s1",
+                         MessageDeduplicationId=message["Attributes"]["MessageDeduplicationId"],
+                         MessageAttributes=message["MessageAttributes"])
     result = school("dlq", "redrive", "payment-requests.fifo")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 message(s) moved" in result.stdout
     moved = receive_all(sqs, ref.url, 3)
     assert [json.loads(m["Body"])["event_id"] for m in moved] == [e.event_id for e in events]
+    assert all("dlq_reason" not in m["MessageAttributes"] for m in moved)
     assert depth(sqs, ref.dlq_url) == 0
+
+
+def test_standard_redrive_uses_the_move_task(sqs, provisioned):
+    ref = provisioned.queues["analytics"]
+    sqs.send_message(QueueUrl=ref.dlq_url, MessageBody='{"event_id": "x"}')
+    result = school("dlq", "redrive", "analytics")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed: 1 message(s) moved" in result.stdout
+    assert [m["Body"] for m in receive_all(sqs, ref.url, 1)] == ['{"event_id": "x"}']
 
 
 def test_an_unknown_queue_is_a_clear_error() -> None:

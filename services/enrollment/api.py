@@ -1,0 +1,112 @@
+"""The enrollment HTTP API (DESIGN section 7): parse, call a command, respond."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, request
+from flask_smorest import Blueprint
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.enrollment import commands, schemas
+from services.enrollment.tables import courses, enrollments, idempotency_keys, students
+from shared.idempotency import IdempotencyKeys, fingerprint
+from shared.runtime import Runtime
+from shared.web import Problem
+
+blp = Blueprint("enrollment", __name__, description="Students, courses and enrollments")
+IDEMPOTENCY_HEADER = {"in": "header", "name": "Idempotency-Key", "required": False,
+                      "schema": {"type": "string", "maxLength": 200},
+                      "description": "A retry with the same key and body returns the first "
+                                     "response; another body with the same key is a 422."}
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["runtime"]
+    return runtime
+
+
+@blp.route("/students", methods=["POST"])
+@blp.arguments(schemas.StudentIn)
+@blp.response(201, schemas.StudentOut)
+def post_student(body: dict[str, Any]) -> Any:
+    rt = _runtime()
+    with rt.sessions.begin() as session:
+        return commands.register_student(session, rt.producer, g.correlation_id, **body)
+
+
+@blp.route("/students/<student_id>")
+@blp.response(200, schemas.StudentOut)
+def get_student(student_id: str) -> Any:
+    with _runtime().sessions() as session:
+        return commands.get(session, students, student_id, "student")
+
+
+@blp.route("/courses", methods=["POST"])
+@blp.arguments(schemas.CourseIn)
+@blp.response(201, schemas.CourseOut)
+def post_course(body: dict[str, Any]) -> Any:
+    rt = _runtime()
+    with rt.sessions.begin() as session:
+        return commands.create_course(session, rt.producer, g.correlation_id, **body)
+
+
+@blp.route("/courses/<course_id>")
+@blp.response(200, schemas.CourseOut)
+def get_course(course_id: str) -> Any:
+    with _runtime().sessions() as session:
+        return commands.get(session, courses, course_id, "course")
+
+
+@blp.route("/enrollments", methods=["POST"])
+@blp.arguments(schemas.EnrollmentIn)
+@blp.response(202, schemas.EnrollmentAccepted)
+@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+def post_enrollment(body: dict[str, Any]) -> Any:
+    rt, keys = _runtime(), IdempotencyKeys(idempotency_keys)
+    key = keys.check(request.headers.get("Idempotency-Key"))
+    digest = fingerprint("POST /enrollments", body)
+    try:
+        with rt.sessions.begin() as session:
+            if key and (stored := keys.replay(session, key, digest)):
+                return stored[1]
+            row = commands.request_enrollment(session, rt.producer, g.correlation_id, **body)
+            result = {"id": row["id"], "status": row["status"]}
+            if key:
+                keys.remember(session, key, digest, 202, result)
+        return result
+    except IntegrityError:
+        # A concurrent request committed first: the same key (answer as it was answered) or
+        # the same student and course (the unique index refused the second enrollment).
+        if key:
+            with rt.sessions() as session:
+                if stored := keys.replay(session, key, digest):
+                    return stored[1]
+        raise Problem(409, f"Student {body['student_id']} already has an enrollment in "
+                           f"course {body['course_id']}.") from None
+
+
+@blp.route("/enrollments")
+@blp.arguments(schemas.EnrollmentQuery, location="query")
+@blp.response(200, schemas.EnrollmentOut(many=True))
+def list_enrollments(query: dict[str, str]) -> Any:
+    with _runtime().sessions() as session:
+        return session.execute(select(enrollments).where(
+            enrollments.c.student_id == query["student_id"]).order_by(
+            enrollments.c.created_at)).all()
+
+
+@blp.route("/enrollments/<enrollment_id>")
+@blp.response(200, schemas.EnrollmentOut)
+def get_enrollment(enrollment_id: str) -> Any:
+    with _runtime().sessions() as session:
+        return commands.get(session, enrollments, enrollment_id, "enrollment")
+
+
+@blp.route("/enrollments/<enrollment_id>/cancel", methods=["POST"])
+@blp.response(202, schemas.EnrollmentAccepted)
+def cancel_enrollment(enrollment_id: str) -> Any:
+    rt = _runtime()
+    with rt.sessions.begin() as session:
+        return commands.cancel(session, rt.producer, g.correlation_id, enrollment_id)

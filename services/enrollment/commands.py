@@ -1,0 +1,89 @@
+"""What the enrollment API does, one function per request, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from services.enrollment import domain
+from services.enrollment.tables import HOLDING, courses, enrollments, students
+from shared.envelope import new_id
+from shared.handling import Producer
+from shared.web import Problem
+
+
+def register_student(session: Session, producer: Producer, correlation_id: str,
+                     name: str, email: str) -> dict[str, Any]:
+    row = {"id": new_id(), "name": name, "email": email, "created_at": datetime.now(UTC)}
+    session.execute(insert(students).values(row))
+    producer.emit(session, "student.registered", {"student_id": row["id"], "name": name,
+                                                  "email": email}, correlation_id=correlation_id)
+    return row
+
+
+def create_course(session: Session, producer: Producer, correlation_id: str,
+                  **fields: Any) -> dict[str, Any]:
+    row = {"id": new_id(), "seats_taken": 0, "created_at": datetime.now(UTC), **fields}
+    session.execute(insert(courses).values(row))
+    producer.emit(session, "course.created", {
+        "course_id": row["id"], "title": row["title"], "price_cents": row["price_cents"],
+        "currency": row["currency"], "capacity": row["capacity"]}, correlation_id=correlation_id)
+    return row
+
+
+def get(session: Session, table: Any, record_id: str, what: str) -> Any:
+    row = session.execute(select(table).where(table.c.id == record_id)).first()
+    if row is None:
+        raise Problem(404, f"No {what} with id {record_id!r}.")
+    return row
+
+
+def request_enrollment(session: Session, producer: Producer, correlation_id: str,
+                       student_id: str, course_id: str, payment_token: str) -> dict[str, Any]:
+    """Hold a seat and ask for payment (saga step 1)."""
+    get(session, students, student_id, "student")
+    course = get(session, courses, course_id, "course")
+    holding = session.execute(select(enrollments.c.id).where(
+        enrollments.c.student_id == student_id, enrollments.c.course_id == course_id,
+        enrollments.c.status.in_(HOLDING))).first()
+    if holding is not None:
+        raise Problem(409, f"Student {student_id} already has enrollment {holding.id} in "
+                           f"course {course_id}.")
+    # One statement checks and takes the seat, so concurrent requests cannot oversell.
+    held = session.execute(update(courses).where(
+        courses.c.id == course_id, courses.c.seats_taken < courses.c.capacity
+    ).values(seats_taken=courses.c.seats_taken + 1))
+    if held.rowcount != 1:
+        raise Problem(409, f"Course {course_id} is full ({course.capacity} seats).")
+    now = datetime.now(UTC)
+    row = {"id": new_id(), "student_id": student_id, "course_id": course_id,
+           "status": domain.PENDING, "cancel_reason": None, "refunded": False,
+           "amount_cents": course.price_cents, "currency": course.currency,
+           "created_at": now, "updated_at": now}
+    session.execute(insert(enrollments).values(row))
+    producer.emit(session, "enrollment.requested", {
+        "enrollment_id": row["id"], "student_id": student_id, "course_id": course_id,
+        "amount_cents": course.price_cents, "currency": course.currency,
+        "payment_token": payment_token}, correlation_id=correlation_id)
+    return row
+
+
+def cancel(session: Session, producer: Producer, correlation_id: str,
+           enrollment_id: str) -> dict[str, Any]:
+    """Start a refund of an active enrollment (saga, cancellation)."""
+    row = get(session, enrollments, enrollment_id, "enrollment")
+    state = domain.next_state(row.status, "cancel")
+    changed = session.execute(update(enrollments).where(
+        enrollments.c.id == enrollment_id, enrollments.c.status == row.status
+    ).values(status=state, updated_at=datetime.now(UTC))) if state else None
+    if changed is None or changed.rowcount != 1:
+        raise Problem(409, f"Enrollment {enrollment_id} is {row.status}; only an active "
+                           "enrollment can be cancelled.")
+    producer.emit(session, "refund.requested", {
+        "enrollment_id": enrollment_id, "student_id": row.student_id,
+        "amount_cents": row.amount_cents, "currency": row.currency},
+        correlation_id=correlation_id)
+    return {"id": enrollment_id, "status": state}

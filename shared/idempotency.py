@@ -1,0 +1,52 @@
+"""HTTP idempotency: a retry with the same Idempotency-Key and body gets the first response; the
+same key with another body is a 422 (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from shared.web import Problem
+
+MAX_KEY = 200
+
+
+def fingerprint(route: str, body: Any) -> str:
+    canonical = json.dumps([route, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdempotencyKeys:
+    table: Table
+
+    @staticmethod
+    def check(key: str | None) -> str | None:
+        if key is not None and not 1 <= len(key) <= MAX_KEY:
+            raise Problem(422, "Invalid Idempotency-Key header.",
+                          {"Idempotency-Key": [f"must be 1 to {MAX_KEY} characters"]})
+        return key
+
+    def replay(self, session: Session, key: str, request_hash: str
+               ) -> tuple[int, dict[str, Any]] | None:
+        """The stored first response for this key, or None if the key is new."""
+        row = session.execute(select(self.table).where(self.table.c.key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise Problem(422, "This Idempotency-Key was used with a different request body.",
+                          {"Idempotency-Key": ["already used with another body"]})
+        return row.status_code, json.loads(row.body)
+
+    def remember(self, session: Session, key: str, request_hash: str, status: int,
+                 body: dict[str, Any]) -> None:
+        """Store the response in the request's transaction: both commit, or neither."""
+        session.execute(insert(self.table).values(
+            key=key, request_hash=request_hash, status_code=status,
+            body=json.dumps(body, default=str), created_at=datetime.now(UTC)))

@@ -1,0 +1,202 @@
+"""The enrollment saga end to end: real processes, HTTP only, LocalStack (DESIGN section 6)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.envelope import Envelope, new_id
+from tests.support.messages import depth, wait_for
+from tests.support.school import School
+
+SCHOOL_CLI = str(Path(sys.executable).parent / "school")
+
+
+@pytest.fixture(scope="module")
+def school(saga_stack) -> School:
+    return School(saga_stack.urls)
+
+
+def test_a_paid_enrollment_becomes_active_with_one_charge(school: School) -> None:
+    student, course = school.student(), school.course(price_cents=4990)
+    reply = school.post("enrollment", "/enrollments", {
+        "student_id": student, "course_id": course, "payment_token": "tok_ok"},
+        headers={"X-Correlation-ID": "corr-paid"})
+    assert reply.status_code == 202 and reply.json()["status"] == "pending_payment"
+    assert reply.headers["X-Correlation-ID"] == "corr-paid"
+    enrollment = school.wait_status(reply.json()["id"], "active")
+    assert enrollment["cancel_reason"] is None and enrollment["refunded"] is False
+    [payment] = school.payments(enrollment["id"])
+    assert (payment["status"], payment["amount_cents"], payment["currency"],
+            payment["gateway_attempts"]) == ("succeeded", 4990, "USD", 1)
+    assert school.seats_taken(course) == 1
+
+
+def test_a_declined_payment_cancels_and_releases_the_seat(school: School) -> None:
+    student, course = school.student(), school.course(capacity=1)
+    enrollment_id = school.enroll(student, course, "tok_declined").json()["id"]
+    enrollment = school.wait_status(enrollment_id, "cancelled")
+    assert (enrollment["cancel_reason"], enrollment["refunded"]) == ("payment_declined", False)
+    [payment] = school.payments(enrollment_id)
+    assert (payment["status"], payment["failure_reason"]) == ("failed", "card_declined")
+    assert school.seats_taken(course) == 0
+    assert school.enroll(school.student(), course).status_code == 202  # the seat is free again
+
+
+def test_a_flaky_gateway_succeeds_on_the_third_attempt(school: School) -> None:
+    enrollment_id = school.enroll(school.student(), school.course(), "tok_flaky_2").json()["id"]
+    school.wait_status(enrollment_id, "active", timeout=60)
+    [payment] = school.payments(enrollment_id)
+    assert payment["gateway_attempts"] == 3 and payment["status"] == "succeeded"
+
+
+def test_a_down_gateway_dead_letters_and_redrive_completes(  # noqa: PLR0913
+        school: School, sqs, provisioned, saga_stack) -> None:
+    dlq = provisioned.queues["payment-requests.fifo"].dlq_url
+    enrollment_id = school.enroll(school.student(), school.course(), "tok_down").json()["id"]
+    wait_for(lambda: depth(sqs, dlq) == 1, 60, "the payment request in the payment DLQ")
+    assert school.enrollment(enrollment_id)["status"] == "pending_payment"
+    assert school.payments(enrollment_id) == []
+    recovered = school.http.put(school.url("payment", "/simulator/gateway"),
+                                json={"outage": False}, timeout=10)
+    assert recovered.status_code == 200
+    try:
+        redrive = subprocess.run([SCHOOL_CLI, "dlq", "redrive", "payment-requests.fifo"],
+                                 capture_output=True, text=True, timeout=120,
+                                 env=os.environ | saga_stack.env)
+        assert redrive.returncode == 0, redrive.stdout + redrive.stderr
+        school.wait_status(enrollment_id, "active")
+    finally:
+        school.http.put(school.url("payment", "/simulator/gateway"), json={"outage": True},
+                        timeout=10)
+    [payment] = school.payments(enrollment_id)
+    assert payment["gateway_attempts"] == 4  # 3 receives before the DLQ, 1 after the redrive
+
+
+def test_a_full_course_and_a_second_enrollment_are_conflicts(school: School) -> None:
+    course, student = school.course(capacity=1), school.student()
+    assert school.enroll(student, course).status_code == 202
+    again = school.enroll(student, course)
+    assert again.status_code == 409 and "already has" in again.json()["detail"]
+    full = school.enroll(school.student(), course)
+    assert full.status_code == 409 and "full" in full.json()["detail"]
+    assert full.headers["Content-Type"] == "application/problem+json"
+
+
+def test_the_same_idempotency_key_gives_the_same_enrollment(school: School) -> None:
+    student, course, key = school.student(), school.course(), new_id()
+    first, second = school.enroll(student, course, key=key), school.enroll(student, course, key=key)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    school.wait_status(first.json()["id"], "active")
+    assert [p["gateway_attempts"] for p in school.payments(first.json()["id"])] == [1]
+    other_body = school.enroll(student, school.course(), key=key)
+    assert other_body.status_code == 422 and "Idempotency-Key" in other_body.json()["errors"]
+
+
+def test_cancelling_refunds_and_releases_the_seat(school: School) -> None:
+    course = school.course(capacity=1)
+    enrollment_id = school.enroll(school.student(), course).json()["id"]
+    school.wait_status(enrollment_id, "active")
+    cancel = school.post("enrollment", f"/enrollments/{enrollment_id}/cancel")
+    assert cancel.status_code == 202 and cancel.json()["status"] == "cancelling"
+    enrollment = school.wait_status(enrollment_id, "cancelled")
+    assert (enrollment["cancel_reason"], enrollment["refunded"]) == ("student_request", True)
+    assert [p["status"] for p in school.payments(enrollment_id)] == ["refunded"]
+    assert school.seats_taken(course) == 0
+    again = school.post("enrollment", f"/enrollments/{enrollment_id}/cancel")
+    assert again.status_code == 409
+
+
+def _send_request(sqs, provisioned, envelope: Envelope, body: str | None = None) -> None:
+    sqs.send_message(QueueUrl=provisioned.queues["payment-requests.fifo"].url,
+                     MessageBody=body or envelope.body(), MessageAttributes=envelope.attributes(),
+                     MessageGroupId=envelope.data["student_id"],
+                     MessageDeduplicationId=new_id())
+
+
+def test_the_same_payment_request_twice_charges_once(school: School, sqs, provisioned) -> None:
+    enrollment_id = new_id()
+    request = Envelope("enrollment.requested", 2, {
+        "enrollment_id": enrollment_id, "student_id": new_id(), "course_id": new_id(),
+        "amount_cents": 1500, "currency": "EUR", "payment_token": "tok_ok"}, "enrollment")
+    for _ in range(2):
+        _send_request(sqs, provisioned, request)
+    wait_for(lambda: school.payments(enrollment_id), 30, "the payment")
+    wait_for(lambda: depth(sqs, provisioned.queues["payment-requests.fifo"].url) == 0, 30,
+             "both deliveries consumed")
+    [payment] = school.payments(enrollment_id)
+    assert payment["gateway_attempts"] == 1 and payment["amount_cents"] == 1500
+
+
+def test_a_v1_payment_request_is_upcast_to_cents(school: School, sqs, provisioned) -> None:
+    enrollment_id = new_id()
+    v1 = Envelope("enrollment.requested", 1, {
+        "enrollment_id": enrollment_id, "student_id": new_id(), "course_id": new_id(),
+        "price": "49.90", "payment_token": "tok_ok"}, "enrollment")
+    _send_request(sqs, provisioned, v1)
+    [payment] = wait_for(lambda: school.payments(enrollment_id), 30, "the v1 payment")
+    assert (payment["amount_cents"], payment["currency"], payment["status"]) == (
+        4990, "USD", "succeeded")
+
+
+BAD_INPUT: list[tuple[str, str, str, Any, dict[str, str], int]] = [
+    ("enrollment", "POST", "/students", "not json", {"Content-Type": "text/plain"}, 400),
+    ("enrollment", "POST", "/students", "{broken", {"Content-Type": "application/json"}, 400),
+    ("enrollment", "POST", "/students", {}, {}, 422),
+    ("enrollment", "POST", "/students", {"name": "A", "email": "not-an-email"}, {}, 422),
+    ("enrollment", "POST", "/students", {"name": "A" * 201, "email": "a@b.io"}, {}, 422),
+    ("enrollment", "POST", "/students", {"name": "A", "email": "a@b.io", "x": 1}, {}, 422),
+    ("enrollment", "GET", "/students/nope", None, {}, 404),
+    ("enrollment", "POST", "/courses", {"title": "T", "price_cents": -1, "capacity": 1}, {}, 422),
+    ("enrollment", "POST", "/courses", {"title": "T", "price_cents": "10", "capacity": 1}, {},
+     422),
+    ("enrollment", "POST", "/courses",
+     {"title": "T", "price_cents": 1, "capacity": 1, "currency": "usd"}, {}, 422),
+    ("enrollment", "POST", "/courses", {"title": "T", "price_cents": 1, "capacity": 0}, {}, 422),
+    ("enrollment", "GET", "/courses/nope", None, {}, 404),
+    ("enrollment", "POST", "/enrollments", {}, {}, 422),
+    ("enrollment", "POST", "/enrollments",
+     {"student_id": "nope", "course_id": "nope", "payment_token": "tok_ok"}, {}, 404),
+    ("enrollment", "POST", "/enrollments",
+     {"student_id": "a", "course_id": "b", "payment_token": "tok_ok"},
+     {"Idempotency-Key": "k" * 201}, 422),
+    ("enrollment", "GET", "/enrollments", None, {}, 422),
+    ("enrollment", "GET", "/enrollments/nope", None, {}, 404),
+    ("enrollment", "POST", "/enrollments/nope/cancel", None, {}, 404),
+    ("enrollment", "DELETE", "/students", None, {}, 405),
+    ("enrollment", "GET", "/nowhere", None, {}, 404),
+    ("payment", "GET", "/payments", None, {}, 422),
+    ("payment", "GET", "/payments/nope", None, {}, 404),
+    ("payment", "PUT", "/simulator/gateway", {"outage": "maybe"}, {}, 422),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "path", "body", "headers", "status"), BAD_INPUT)
+def test_bad_input_is_a_4xx_problem(school: School, service: str, method: str, path: str,
+                                    body: Any, headers: dict[str, str], status: int) -> None:
+    kwargs: dict[str, Any] = {"data": body} if isinstance(body, str) else {"json": body}
+    reply = school.http.request(method, school.url(service, path), headers=headers,
+                                timeout=30, **kwargs)
+    assert reply.status_code == status, reply.text
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    problem = reply.json()
+    assert {"type", "title", "status", "detail"} <= set(problem) and problem["status"] == status
+    if status == 422 and path != "/simulator/gateway" and method == "POST" and body:
+        assert problem["errors"]
+
+
+def test_fifty_students_race_for_ten_seats(school: School) -> None:
+    course = school.course(capacity=10)
+    students = [school.student() for _ in range(50)]
+    with ThreadPoolExecutor(50) as pool:
+        replies = list(pool.map(lambda s: school.enroll(s, course), students))
+    codes = sorted(r.status_code for r in replies)
+    assert codes.count(202) == 10 and codes.count(409) == 40, codes
+    assert school.seats_taken(course) == 10
