@@ -15,7 +15,8 @@ from types import FrameType
 from deploy.local import localstack
 from shared import aws, db
 from shared.provision import Provisioner
-from shared.settings import PORTS, ROOT, SERVICES, Settings
+from shared.serve import port
+from shared.settings import ROOT, SERVICES, Settings
 
 PROCFILE = ROOT / "deploy" / "local" / "Procfile"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
@@ -93,7 +94,7 @@ class Stack:
         apis = [n.removesuffix("-api") for n in names if n.endswith("-api")]
         checks = {"smtp sink": lambda: _port_open(self.settings.smtp_host, self.settings.smtp_port)}
         for api in apis:
-            checks[api] = lambda api=api: _http_ok(f"http://127.0.0.1:{PORTS[api]}/healthz")
+            checks[api] = lambda api=api: _http_ok(f"http://127.0.0.1:{port(api)}/healthz")
         deadline = time.monotonic() + timeout
         waiting = dict(checks)
         while waiting:
@@ -111,7 +112,7 @@ class Stack:
                  f"  LocalStack   {self.endpoint}",
                  f"  SMTP sink    {self.settings.smtp_host}:{self.settings.smtp_port} "
                  f"(mail in {_shown(self.settings.var_dir / 'mail')}/)"]
-        lines += [f"  {api:<12} http://127.0.0.1:{PORTS[api]}  (docs: /docs)" for api in apis]
+        lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis]
         lines += ["  make status: the queues   make down or Ctrl-C: stop everything"]
         width = max(len(line) for line in lines)
         print("\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width, flush=True)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,13 +24,15 @@ from shared.topology import TOPOLOGY, physical
 from tests.conftest import free_port
 from tests.support.messages import wait_for
 
+DATABASES = (*SERVICES, "payment_gateway")
+
 
 def database_urls(db_kind: str, tmp: Path) -> dict[str, str]:
     if db_kind == "postgres":
         tag = uuid.uuid4().hex[:8]
         return {s: f"postgresql+psycopg://postgres@127.0.0.1:5432/school_up_{tag}_{s}"
-                for s in SERVICES}
-    return {s: f"sqlite:///{tmp / 'db' / f'{s}.sqlite'}" for s in SERVICES}
+                for s in DATABASES}
+    return {s: f"sqlite:///{tmp / 'db' / f'{s}.sqlite'}" for s in DATABASES}
 
 
 def port_open(port: int) -> bool:
@@ -46,6 +49,8 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
                         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                         "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT)}
     env |= {f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()}
+    ports = {s: free_port() for s in SERVICES}  # not the contract's: a `make up` may be running
+    env |= {f"{s.upper()}_PORT": str(p) for s, p in ports.items()}
     up = subprocess.Popen([sys.executable, "-m", "deploy.local.up"], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
@@ -69,6 +74,11 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
                                 env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stderr
         assert all(name in status.stdout for name in names)
+        banner = "".join(output)
+        for service in ("enrollment", "payment"):  # every API of the Procfile answers
+            assert f"http://127.0.0.1:{ports[service]}" in banner
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[service]}/readyz") as ready:
+                assert ready.status == 200
         started = time.monotonic()
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0, "".join(output[-20:])
