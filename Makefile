@@ -5,7 +5,6 @@ PYTHON ?= python3.11
 VENV := .venv
 LSVENV := .venv-localstack
 BIN := $(VENV)/bin
-export PYTHONPATH := $(CURDIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Some machines' pip configuration names local mirrors that may be absent; pip warns about each
 # package. Hide only that warning (pipefail keeps pip's exit status).

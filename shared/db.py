@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,11 +34,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; let SQLAlchemy emit it (SQLAlchemy
-        # docs, "Serializable isolation / Savepoints / Transactional DDL" for pysqlite). IMMEDIATE
-        # takes the write lock up front: in WAL mode a deferred transaction that reads and then
-        # writes fails at once with SQLITE_BUSY_SNAPSHOT if another writer committed in between,
-        # whereas IMMEDIATE waits for the lock under busy_timeout.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # docs, "Serializable isolation / Savepoints / Transactional DDL" for pysqlite).
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
@@ -51,6 +48,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # In WAL mode a deferred transaction that reads and then writes fails at once with
+    # SQLITE_BUSY_SNAPSHOT when another writer committed in between; busy_timeout does not apply.
+    # Such transactions run on `writer(engine)` and begin IMMEDIATE: they take the write lock
+    # first and wait for it. Reads stay deferred, so they never queue behind writers.
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The engine for transactions that read and then write (IMMEDIATE on SQLite)."""
+    return engine.execution_options(sqlite_immediate=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -50,7 +50,13 @@ class Runtime:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        """Sessions for reads, and for handlers (whose first statement is the inbox insert)."""
         return db.session_factory(self.engine)
+
+    @cached_property
+    def writer(self) -> sessionmaker[Session]:
+        """Sessions for requests that read and then write (see db.writer)."""
+        return db.session_factory(db.writer(self.engine))
 
     def ready_checks(self) -> dict[str, Callable[[], None]]:
         """For /readyz: the database answers, and every queue this service uses exists."""

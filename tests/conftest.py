@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from shared import aws, db
+from shared import db
 from shared.provision import Provisioner, QueueRef, Report
 from shared.settings import Settings
 
@@ -75,13 +75,21 @@ def settings(aws_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def sqs(settings: Settings):
-    return aws.client("sqs", settings)
+def localstack_session(aws_env: dict[str, str]):
+    """Clients for the session's LocalStack, through localstack-client (which reads the
+    AWS_ENDPOINT_URL that aws_env set)."""
+    from localstack_client.session import Session
+    return Session(aws_access_key_id="test", aws_secret_access_key="test")
 
 
 @pytest.fixture(scope="session")
-def sns(settings: Settings):
-    return aws.client("sns", settings)
+def sqs(localstack_session):
+    return localstack_session.client("sqs")
+
+
+@pytest.fixture(scope="session")
+def sns(localstack_session):
+    return localstack_session.client("sns")
 
 
 @pytest.fixture(scope="session")
@@ -146,12 +154,15 @@ def probe_stack(sqs, sns, settings: Settings, database_url: str
 
 
 @pytest.fixture(scope="module")
-def saga_stack(provisioned, aws_env, db_kind, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """The enrollment and payment services as real processes (module scope: one start)."""
+def saga_stack(sqs, sns, settings, db_kind, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The enrollment and payment services as real processes (module scope: one start), on a
+    topology of their own so their events never reach another test's queues."""
     from tests.support.stack import ServiceStack
+    env = f"{settings.school_env}-saga"
     stack = ServiceStack(("enrollment", "payment"), tmp_path_factory.mktemp("saga"), db_kind)
+    stack.report = Provisioner(sqs, sns, env).run()
     try:
-        stack.start({"SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "4",
+        stack.start({"SCHOOL_ENV": env, "SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "4",
                      "SCHOOL_RELAY_INTERVAL": "0.05"})
         yield stack
     finally:

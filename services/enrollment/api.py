@@ -32,7 +32,7 @@ def _runtime() -> Runtime:
 @blp.response(201, schemas.StudentOut)
 def post_student(body: dict[str, Any]) -> Any:
     rt = _runtime()
-    with rt.sessions.begin() as session:
+    with rt.writer.begin() as session:
         return commands.register_student(session, rt.producer, g.correlation_id, **body)
 
 
@@ -48,7 +48,7 @@ def get_student(student_id: str) -> Any:
 @blp.response(201, schemas.CourseOut)
 def post_course(body: dict[str, Any]) -> Any:
     rt = _runtime()
-    with rt.sessions.begin() as session:
+    with rt.writer.begin() as session:
         return commands.create_course(session, rt.producer, g.correlation_id, **body)
 
 
@@ -68,7 +68,7 @@ def post_enrollment(body: dict[str, Any]) -> Any:
     key = keys.check(request.headers.get("Idempotency-Key"))
     digest = fingerprint("POST /enrollments", body)
     try:
-        with rt.sessions.begin() as session:
+        with rt.writer.begin() as session:
             if key and (stored := keys.replay(session, key, digest)):
                 return stored[1]
             row = commands.request_enrollment(session, rt.producer, g.correlation_id, **body)
@@ -108,5 +108,5 @@ def get_enrollment(enrollment_id: str) -> Any:
 @blp.response(202, schemas.EnrollmentAccepted)
 def cancel_enrollment(enrollment_id: str) -> Any:
     rt = _runtime()
-    with rt.sessions.begin() as session:
+    with rt.writer.begin() as session:
         return commands.cancel(session, rt.producer, g.correlation_id, enrollment_id)

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from shared import db
+
 metadata = MetaData()
 attempts = Table(
     "gateway_attempts", metadata,
@@ -97,7 +99,7 @@ class SimulatedGateway:
 
     def _call(self, operation: str, key: str, token: str, amount_cents: int) -> Result:
         outage = self.outage()
-        with self.engine.begin() as conn:
+        with db.writer(self.engine).begin() as conn:  # reads, then writes the ledger
             first = conn.execute(select(results).where(results.c.idempotency_key == key)).first()
             seen = conn.execute(select(func.count()).select_from(attempts).where(
                 attempts.c.idempotency_key == key)).scalar_one()

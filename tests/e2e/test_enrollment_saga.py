@@ -56,9 +56,9 @@ def test_a_flaky_gateway_succeeds_on_the_third_attempt(school: School) -> None:
     assert payment["gateway_attempts"] == 3 and payment["status"] == "succeeded"
 
 
-def test_a_down_gateway_dead_letters_and_redrive_completes(  # noqa: PLR0913
-        school: School, sqs, provisioned, saga_stack) -> None:
-    dlq = provisioned.queues["payment-requests.fifo"].dlq_url
+def test_a_down_gateway_dead_letters_and_redrive_completes(
+        school: School, sqs, saga_stack) -> None:
+    dlq = saga_stack.report.queues["payment-requests.fifo"].dlq_url
     enrollment_id = school.enroll(school.student(), school.course(), "tok_down").json()["id"]
     wait_for(lambda: depth(sqs, dlq) == 1, 60, "the payment request in the payment DLQ")
     assert school.enrollment(enrollment_id)["status"] == "pending_payment"
@@ -114,33 +114,33 @@ def test_cancelling_refunds_and_releases_the_seat(school: School) -> None:
     assert again.status_code == 409
 
 
-def _send_request(sqs, provisioned, envelope: Envelope, body: str | None = None) -> None:
-    sqs.send_message(QueueUrl=provisioned.queues["payment-requests.fifo"].url,
-                     MessageBody=body or envelope.body(), MessageAttributes=envelope.attributes(),
+def _send_request(sqs, stack, envelope: Envelope) -> None:
+    sqs.send_message(QueueUrl=stack.report.queues["payment-requests.fifo"].url,
+                     MessageBody=envelope.body(), MessageAttributes=envelope.attributes(),
                      MessageGroupId=envelope.data["student_id"],
                      MessageDeduplicationId=new_id())
 
 
-def test_the_same_payment_request_twice_charges_once(school: School, sqs, provisioned) -> None:
+def test_the_same_payment_request_twice_charges_once(school: School, sqs, saga_stack) -> None:
     enrollment_id = new_id()
     request = Envelope("enrollment.requested", 2, {
         "enrollment_id": enrollment_id, "student_id": new_id(), "course_id": new_id(),
         "amount_cents": 1500, "currency": "EUR", "payment_token": "tok_ok"}, "enrollment")
     for _ in range(2):
-        _send_request(sqs, provisioned, request)
+        _send_request(sqs, saga_stack, request)
     wait_for(lambda: school.payments(enrollment_id), 30, "the payment")
-    wait_for(lambda: depth(sqs, provisioned.queues["payment-requests.fifo"].url) == 0, 30,
+    wait_for(lambda: depth(sqs, saga_stack.report.queues["payment-requests.fifo"].url) == 0, 30,
              "both deliveries consumed")
     [payment] = school.payments(enrollment_id)
     assert payment["gateway_attempts"] == 1 and payment["amount_cents"] == 1500
 
 
-def test_a_v1_payment_request_is_upcast_to_cents(school: School, sqs, provisioned) -> None:
+def test_a_v1_payment_request_is_upcast_to_cents(school: School, sqs, saga_stack) -> None:
     enrollment_id = new_id()
     v1 = Envelope("enrollment.requested", 1, {
         "enrollment_id": enrollment_id, "student_id": new_id(), "course_id": new_id(),
         "price": "49.90", "payment_token": "tok_ok"}, "enrollment")
-    _send_request(sqs, provisioned, v1)
+    _send_request(sqs, saga_stack, v1)
     [payment] = wait_for(lambda: school.payments(enrollment_id), 30, "the v1 payment")
     assert (payment["amount_cents"], payment["currency"], payment["status"]) == (
         4990, "USD", "succeeded")

@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from localstack_client.session import Session
+import boto3
 
 from deploy.local import localstack
 from shared import db
@@ -61,8 +61,10 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
                  or up.poll() is not None, 240, "the ready banner")
         assert up.poll() is None, "".join(output)
         localstack_pid = int((tmp_path / "run" / "localstack.pid").read_text())
-        local = Session(localstack_host=endpoint.removeprefix("http://"))
-        sqs, sns = local.client("sqs"), local.client("sns")
+        # plain boto3: localstack-client would prefer $AWS_ENDPOINT_URL (the session's LocalStack)
+        creds = {"endpoint_url": endpoint, "region_name": "us-east-1",
+                 "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        sqs, sns = boto3.client("sqs", **creds), boto3.client("sns", **creds)
         names = {q.split("/")[-1] for q in sqs.list_queues(QueueNamePrefix=env_name)["QueueUrls"]}
         assert names == {physical(env_name, n) for q in TOPOLOGY.queues
                          for n in (q.name, q.dlq_name)}

@@ -25,13 +25,13 @@ def start_worker(probe_stack) -> subprocess.Popen[str]:
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[int, float, list[str]]:
+def stop(proc: subprocess.Popen[str]) -> tuple[int, float, list[str], str]:
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=DEADLINE + 15)
+    _, err = proc.communicate(timeout=DEADLINE + 30)
     outcomes = [json.loads(line).get("outcome") for line in err.splitlines()
                 if line.startswith("{")]
-    return proc.returncode, time.monotonic() - started, [o for o in outcomes if o]
+    return proc.returncode, time.monotonic() - started, [o for o in outcomes if o], err
 
 
 def test_sigterm_mid_batch_loses_nothing(sqs, probe_stack):
@@ -43,9 +43,9 @@ def test_sigterm_mid_batch_loses_nothing(sqs, probe_stack):
     try:
         wait_for(lambda: probe.handled(probe_stack.engine), 30, "the first message handled")
     finally:
-        code, took, outcomes = stop(first)
+        code, took, outcomes, log = stop(first)
     handled_first = len(probe.handled(probe_stack.engine))
-    assert code == 0 and took < DEADLINE, (code, took)
+    assert code == 0 and took < DEADLINE, (code, took, log[-4000:])
     assert 1 <= handled_first < len(events), "SIGTERM should land mid-batch"
     assert outcomes.count("handled") == handled_first  # in-flight work was finished, not cut
     assert "released" in outcomes  # the messages not started were handed back
@@ -56,7 +56,7 @@ def test_sigterm_mid_batch_loses_nothing(sqs, probe_stack):
         wait_for(lambda: len(probe.handled(probe_stack.engine)) == len(events), 20,
                  "the rest handled by the next worker")
     finally:
-        code2, _, outcomes2 = stop(second)
+        code2, _, outcomes2, _ = stop(second)
     assert code2 == 0
     rows = probe.handled(probe_stack.engine)
     assert sorted(r.event_id for r in rows) == sorted(e.event_id for e in events)

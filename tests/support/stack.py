@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from shared import db
+from shared.provision import Report
 from shared.settings import ROOT
 from tests.support.messages import wait_for
 
@@ -33,6 +34,7 @@ class ServiceStack:
     urls: dict[str, str] = field(default_factory=dict)
     databases: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    report: Report | None = None  # the topology this stack was provisioned with
 
     def start(self, extra_env: dict[str, str]) -> None:
         from tests.conftest import free_port
