@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status test test-unit lint typecheck clean
+.PHONY: help venv up down status test test-unit bench-grading lint typecheck clean
 
 help: ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test: venv ## the whole suite on SQLite; DB=postgres make test runs it on Postgr
 
 test-unit: $(BIN)/.installed ## unit tests only (no LocalStack, no database)
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench-grading: venv ## grading throughput: grouped by student vs by assignment (median of 3)
+	@$(BIN)/python -m bench.grading $(BENCH_ARGS)
 
 lint: $(BIN)/.installed ## ruff on everything
 	@$(BIN)/ruff check .

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.web import Problem
 
@@ -50,3 +52,29 @@ class IdempotencyKeys:
         session.execute(insert(self.table).values(
             key=key, request_hash=request_hash, status_code=status,
             body=json.dumps(body, default=str), created_at=datetime.now(UTC)))
+
+
+def run_idempotent(sessions: sessionmaker[Session], keys: IdempotencyKeys, key: str | None,
+                   route: str, body: dict[str, Any], status: int,
+                   work: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
+    """Run `work` in one transaction with the key's response stored beside its effects.
+
+    A retry with the key gets the stored response. When a concurrent request with the same key
+    commits first, our insert of the key fails: answer with what it answered. Any other
+    IntegrityError is the caller's conflict to explain.
+    """
+    digest = fingerprint(route, body)
+    try:
+        with sessions.begin() as session:
+            if key and (stored := keys.replay(session, key, digest)):
+                return stored[1]
+            result = work(session)
+            if key:
+                keys.remember(session, key, digest, status, result)
+        return result
+    except IntegrityError:
+        if key:
+            with sessions() as session:
+                if stored := keys.replay(session, key, digest):
+                    return stored[1]
+        raise

@@ -26,6 +26,6 @@ def Name(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field cla
     return fields.String(required=True, validate=rules, **kwargs)
 
 
-def Ref(**kwargs: Any) -> fields.String:  # noqa: N802
-    """A required id of another record."""
-    return fields.String(required=True, validate=validate.Length(min=1, max=64), **kwargs)
+def Ref(required: bool = True, **kwargs: Any) -> fields.String:  # noqa: N802
+    """An id of another record (required unless said otherwise)."""
+    return fields.String(required=required, validate=validate.Length(min=1, max=64), **kwargs)

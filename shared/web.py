@@ -98,8 +98,13 @@ def _finish(response: Response) -> Response:
 
 
 def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict[str, ReadyCheck],
-               *, max_body_bytes: int = 256 * 1024) -> Flask:
-    """A service's Flask app with the platform's routes and error handling."""
+               *, max_body_bytes: int = 1024 * 1024) -> Flask:
+    """A service's Flask app with the platform's routes and error handling.
+
+    Bodies over `max_body_bytes` are cut off by the server (Werkzeug answers 413 and closes the
+    connection before reading the rest); the services' own limits sit well below it so that a
+    merely too-large field still gets a proper 413 or 422 problem.
+    """
     app = Flask(service)
     app.config.update(
         API_TITLE=f"{service} service", API_VERSION="1", OPENAPI_VERSION="3.0.3",

@@ -4,7 +4,6 @@ fresh database per test on SQLite, or on PostgreSQL with DB=postgres."""
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -13,15 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from deploy.local.localstack import free_port
 from shared import db
 from shared.provision import Provisioner, QueueRef, Report
 from shared.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -153,17 +147,32 @@ def probe_stack(sqs, sns, settings: Settings, database_url: str
     engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def saga_stack(sqs, sns, settings, db_kind, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """The enrollment and payment services as real processes (module scope: one start), on a
-    topology of their own so their events never reach another test's queues."""
+def service_stack(services, name, sqs, sns, settings, db_kind, tmp_path_factory, env=None
+                  ):  # type: ignore[no-untyped-def]
+    """Start services as real processes on a topology of their own (so their events never
+    reach another test's queues); yields the stack and stops it afterwards."""
     from tests.support.stack import ServiceStack
-    env = f"{settings.school_env}-saga"
-    stack = ServiceStack(("enrollment", "payment"), tmp_path_factory.mktemp("saga"), db_kind)
-    stack.report = Provisioner(sqs, sns, env).run()
+    school_env = f"{settings.school_env}-{name}"
+    stack = ServiceStack(services, tmp_path_factory.mktemp(name), db_kind)
+    stack.report = Provisioner(sqs, sns, school_env).run()
     try:
-        stack.start({"SCHOOL_ENV": env, "SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "4",
-                     "SCHOOL_RELAY_INTERVAL": "0.05"})
+        stack.start({"SCHOOL_ENV": school_env, "SCHOOL_BACKOFF_BASE": "2",
+                     "SCHOOL_BACKOFF_CAP": "8", "SCHOOL_RELAY_INTERVAL": "0.05", **(env or {})})
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def saga_stack(sqs, sns, settings, db_kind, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The enrollment and payment services (module scope: started once)."""
+    yield from service_stack(("enrollment", "payment"), "saga", sqs, sns, settings, db_kind,
+                             tmp_path_factory, {"SCHOOL_BACKOFF_BASE": "1",
+                                                "SCHOOL_BACKOFF_CAP": "4"})
+
+
+@pytest.fixture(scope="module")
+def assignment_stack(sqs, sns, settings, db_kind, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The assignment service (module scope: started once)."""
+    yield from service_stack(("assignment",), "asg", sqs, sns, settings, db_kind,
+                             tmp_path_factory)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -17,6 +18,13 @@ from urllib.parse import urlsplit
 from shared.settings import ROOT
 
 VENV_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a LocalStack or an API that must not take 4566)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def healthy(endpoint: str) -> bool:

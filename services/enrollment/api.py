@@ -8,10 +8,11 @@ from flask import current_app, g, request
 from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.enrollment import commands, schemas
 from services.enrollment.tables import courses, enrollments, idempotency_keys, students
-from shared.idempotency import IdempotencyKeys, fingerprint
+from shared.idempotency import IdempotencyKeys, run_idempotent
 from shared.runtime import Runtime
 from shared.web import Problem
 
@@ -66,23 +67,15 @@ def get_course(course_id: str) -> Any:
 def post_enrollment(body: dict[str, Any]) -> Any:
     rt, keys = _runtime(), IdempotencyKeys(idempotency_keys)
     key = keys.check(request.headers.get("Idempotency-Key"))
-    digest = fingerprint("POST /enrollments", body)
+
+    def enroll(session: Session) -> dict[str, Any]:
+        row = commands.request_enrollment(session, rt.producer, g.correlation_id, **body)
+        return {"id": row["id"], "status": row["status"]}
+
     try:
-        with rt.writer.begin() as session:
-            if key and (stored := keys.replay(session, key, digest)):
-                return stored[1]
-            row = commands.request_enrollment(session, rt.producer, g.correlation_id, **body)
-            result = {"id": row["id"], "status": row["status"]}
-            if key:
-                keys.remember(session, key, digest, 202, result)
-        return result
+        return run_idempotent(rt.writer, keys, key, "POST /enrollments", body, 202, enroll)
     except IntegrityError:
-        # A concurrent request committed first: the same key (answer as it was answered) or
-        # the same student and course (the unique index refused the second enrollment).
-        if key:
-            with rt.sessions() as session:
-                if stored := keys.replay(session, key, digest):
-                    return stored[1]
+        # a concurrent request for the same student and course committed first
         raise Problem(409, f"Student {body['student_id']} already has an enrollment in "
                            f"course {body['course_id']}.") from None
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import boto3
 
 from deploy.local import localstack
+from deploy.local.localstack import free_port
 from shared import db
 from shared.settings import ROOT, SERVICES
 from shared.topology import TOPOLOGY, physical
-from tests.conftest import free_port
 from tests.support.messages import wait_for
 
 DATABASES = (*SERVICES, "payment_gateway")

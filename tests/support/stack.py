@@ -37,7 +37,7 @@ class ServiceStack:
     report: Report | None = None  # the topology this stack was provisioned with
 
     def start(self, extra_env: dict[str, str]) -> None:
-        from tests.conftest import free_port
+        from deploy.local.localstack import free_port
         self.env = os.environ | {"PYTHONPATH": str(ROOT), "SCHOOL_SIMULATOR_CONTROLS": "1",
                                  "WEB_CONCURRENCY": "2", **extra_env}
         for service in self.services:

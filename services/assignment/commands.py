@@ -1,0 +1,55 @@
+"""What the assignment API does, one function per request, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from services.assignment.schemas import MAX_CONTENT_BYTES
+from services.assignment.tables import assignments, submissions
+from shared.envelope import new_id
+from shared.handling import Producer
+from shared.web import Problem
+
+
+def create_assignment(session: Session, producer: Producer, correlation_id: str,
+                      **fields: Any) -> dict[str, Any]:
+    row = {"id": new_id(), "created_at": datetime.now(UTC), **fields}
+    session.execute(insert(assignments).values(row | {"keywords": json.dumps(row["keywords"])}))
+    due_at = row["due_at"].isoformat() if row["due_at"] else None
+    producer.emit(session, "assignment.created", {
+        "assignment_id": row["id"], "course_id": row["course_id"], "title": row["title"],
+        "max_score": row["max_score"], "due_at": due_at}, correlation_id=correlation_id)
+    return row
+
+
+def get_assignment(session: Session, assignment_id: str) -> dict[str, Any]:
+    row = session.execute(select(assignments).where(assignments.c.id == assignment_id)).first()
+    if row is None:
+        raise Problem(404, f"No assignment with id {assignment_id!r}.")
+    return dict(row._mapping) | {"keywords": json.loads(row.keywords)}
+
+
+def submit(session: Session, producer: Producer, correlation_id: str, assignment_id: str,
+           student_id: str, content: str) -> dict[str, Any]:
+    """Store the student's next version as received and ask for grading."""
+    size = len(content.encode())
+    if size > MAX_CONTENT_BYTES:
+        raise Problem(413, f"The content is {size} bytes; at most {MAX_CONTENT_BYTES} "
+                           "bytes (100 KB) are accepted.")
+    get_assignment(session, assignment_id)
+    latest = session.execute(select(func.max(submissions.c.version)).where(
+        submissions.c.assignment_id == assignment_id,
+        submissions.c.student_id == student_id)).scalar()
+    row = {"id": new_id(), "assignment_id": assignment_id, "student_id": student_id,
+           "version": (latest or 0) + 1, "content": content, "status": "received",
+           "received_at": datetime.now(UTC)}
+    session.execute(insert(submissions).values(row))
+    producer.emit(session, "submission.received", {
+        "submission_id": row["id"], "assignment_id": assignment_id, "student_id": student_id,
+        "version": row["version"], "content": content}, correlation_id=correlation_id)
+    return {"id": row["id"], "version": row["version"], "status": row["status"]}

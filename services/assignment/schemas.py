@@ -1,0 +1,61 @@
+"""The assignment API's bodies."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from shared.schemas import Name, Ref, UtcDateTime
+
+MAX_CONTENT_BYTES = 100 * 1024
+
+
+class AssignmentIn(Schema):
+    course_id = Ref()
+    title = Name()
+    max_score = fields.Integer(required=True, strict=True,
+                               validate=validate.Range(min=1, max=10_000))
+    keywords = fields.List(fields.String(validate=validate.Length(min=1, max=50)),
+                           load_default=list, validate=validate.Length(max=50))
+    due_at = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
+
+
+class AssignmentOut(Schema):
+    id = fields.String()
+    course_id = fields.String()
+    title = fields.String()
+    max_score = fields.Integer()
+    keywords = fields.List(fields.String())
+    due_at = UtcDateTime(allow_none=True)
+    created_at = UtcDateTime()
+
+
+class SubmissionIn(Schema):
+    student_id = Ref()
+    content = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class SubmissionAccepted(Schema):
+    id = fields.String()
+    version = fields.Integer()
+    status = fields.String()
+
+
+class SubmissionOut(Schema):
+    id = fields.String()
+    student_id = fields.String()
+    version = fields.Integer()
+    status = fields.String()
+    score = fields.Float(allow_none=True)
+    plagiarism_score = fields.Float(allow_none=True)
+    flagged = fields.Boolean(allow_none=True)
+    graded_at = UtcDateTime(allow_none=True)
+
+
+class SubmissionQuery(Schema):
+    student_id = Ref(required=False)
+
+
+class GraderFaults(Schema):
+    student_ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
+                              required=True, metadata={
+                                  "description": "grading fails transiently for these students"})

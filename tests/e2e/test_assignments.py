@@ -1,0 +1,160 @@
+"""The assignment pipeline end to end: real processes, HTTP, LocalStack (DESIGN section 6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.envelope import Envelope, new_id
+from tests.support.messages import depth, wait_for
+from tests.support.school import School
+
+KEYWORDS = ["queue", "fifo", "group", "order"]
+
+
+@pytest.fixture(scope="module")
+def school(assignment_stack) -> School:
+    return School(assignment_stack.urls)
+
+
+def assignment(school: School, **fields: Any) -> str:
+    body = {"course_id": "c1", "title": "Ordering essay", "max_score": 100,
+            "keywords": KEYWORDS} | fields
+    reply = school.post("assignment", "/assignments", body)
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def submit(school: School, assignment_id: str, student: str, content: str) -> dict[str, Any]:
+    reply = school.post("assignment", f"/assignments/{assignment_id}/submissions",
+                        {"student_id": student, "content": content})
+    assert reply.status_code == 202, reply.text
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def submissions(school: School, assignment_id: str, student: str) -> list[dict[str, Any]]:
+    reply = school.get("assignment", f"/assignments/{assignment_id}/submissions",
+                       params={"student_id": student})
+    assert reply.status_code == 200, reply.text
+    rows: list[dict[str, Any]] = reply.json()
+    return rows
+
+
+def graded(school: School, assignment_id: str, student: str, count: int,
+           timeout: float = 60) -> list[dict[str, Any]]:
+    return wait_for(lambda: (rows := submissions(school, assignment_id, student))
+                    and len(rows) == count and all(r["status"] == "graded" for r in rows)
+                    and rows, timeout, f"{count} graded submissions of {student}")
+
+
+def student() -> str:
+    return "st-" + uuid.uuid4().hex[:8]
+
+
+def test_resubmissions_are_graded_in_version_order(school: School) -> None:
+    task, who = assignment(school), student()
+    texts = ["a queue", "a queue with fifo", "a queue with fifo group order"]
+    assert [submit(school, task, who, t)["version"] for t in texts] == [1, 2, 3]
+    rows = graded(school, task, who, 3)
+    assert [r["version"] for r in rows] == [1, 2, 3]
+    assert [r["score"] for r in rows] == [25, 50, 100]
+    stamps = [r["graded_at"] for r in rows]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+
+
+def test_a_failing_group_holds_back_only_its_own_student(school: School) -> None:
+    task, held, free = assignment(school), student(), student()
+    faults = school.http.put(school.url("assignment", "/simulator/grader"),
+                             json={"student_ids": [held]}, timeout=10)
+    assert faults.status_code == 200
+    try:
+        for version in range(3):
+            submit(school, task, held, f"queue {'fifo ' * version}")
+            submit(school, task, free, f"queue {'fifo ' * version}")
+        graded(school, task, free, 3, timeout=30)
+        assert [r["status"] for r in submissions(school, task, held)] == ["received"] * 3
+    finally:
+        school.http.put(school.url("assignment", "/simulator/grader"),
+                        json={"student_ids": []}, timeout=10)
+    rows = graded(school, task, held, 3)
+    stamps = [r["graded_at"] for r in rows]
+    assert stamps == sorted(stamps) and [r["score"] for r in rows] == [25, 50, 50]
+
+
+def test_identical_content_from_another_student_is_flagged(school: School) -> None:
+    task = assignment(school)
+    essay = "Queues keep order within a group, and FIFO groups run in parallel. " * 5
+    first, copier = student(), student()
+    submit(school, task, first, essay)
+    [original] = graded(school, task, first, 1)
+    submit(school, task, copier, essay)
+    [copy] = graded(school, task, copier, 1)
+    assert (original["flagged"], original["plagiarism_score"]) == (False, 0.0)
+    assert (copy["flagged"], copy["plagiarism_score"]) == (True, 1.0)
+
+
+def test_a_redelivered_submission_grades_once(school: School, sqs, assignment_stack) -> None:
+    task, who = assignment(school), student()
+    accepted = submit(school, task, who, "queue fifo")
+    [before] = graded(school, task, who, 1)
+    queue = assignment_stack.report.queues["assignment-submissions.fifo"].url
+    again = Envelope("submission.received", 1, {
+        "submission_id": accepted["id"], "assignment_id": task, "student_id": who,
+        "version": 1, "content": "queue fifo group order"}, "assignment")
+    for _ in range(2):
+        sqs.send_message(QueueUrl=queue, MessageBody=again.body(),
+                         MessageAttributes=again.attributes(),
+                         MessageGroupId=f"{task}:{who}", MessageDeduplicationId=new_id())
+    wait_for(lambda: depth(sqs, queue) == 0, 30, "both deliveries consumed")
+    assert submissions(school, task, who) == [before]  # same score, same graded_at
+
+
+def test_a_late_submission_loses_ten_percent(school: School) -> None:
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    late_task, on_time_task, who = assignment(school, due_at=past), assignment(school), student()
+    submit(school, late_task, who, "queue fifo group order")
+    submit(school, on_time_task, who, "queue fifo group order")
+    assert graded(school, late_task, who, 1)[0]["score"] == 90
+    assert graded(school, on_time_task, who, 1)[0]["score"] == 100
+
+
+BAD: list[tuple[str, str, Any, int]] = [
+    ("POST", "/assignments", {"course_id": "c", "title": "T", "max_score": 0}, 422),
+    ("POST", "/assignments", {"course_id": "c", "title": "T", "max_score": 1,
+                              "keywords": [f"k{i}" for i in range(51)]}, 422),
+    ("POST", "/assignments", {"course_id": "c", "title": "T", "max_score": 1,
+                              "keywords": ["x" * 51]}, 422),
+    ("POST", "/assignments", {"course_id": "c", "title": "T" * 201, "max_score": 1}, 422),
+    ("POST", "/assignments", {"course_id": "c", "title": "T", "max_score": 1,
+                              "due_at": "2026-12-01T10:00:00"}, 422),
+    ("POST", "/assignments", "nope", 400),
+    ("GET", "/assignments/nope", None, 404),
+    ("POST", "/assignments/nope/submissions", {"student_id": "s", "content": "x"}, 404),
+    ("GET", "/assignments/nope/submissions", None, 404),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), BAD)
+def test_bad_input_is_a_4xx_problem(school: School, method: str, path: str, body: Any,
+                                    status: int) -> None:
+    kwargs: dict[str, Any] = ({"data": body, "headers": {"Content-Type": "text/plain"}}
+                              if isinstance(body, str) else {"json": body})
+    reply = school.http.request(method, school.url("assignment", path), timeout=30, **kwargs)
+    assert reply.status_code == status, reply.text
+    assert reply.headers["Content-Type"] == "application/problem+json"
+
+
+def test_content_over_100_kb_is_refused(school: School) -> None:
+    task = assignment(school)
+    for content in ("é" * (51 * 1024), "x" * (300 * 1024)):  # 102 KB in UTF-8; over the body cap
+        reply = school.post("assignment", f"/assignments/{task}/submissions",
+                            {"student_id": student(), "content": content})
+        assert reply.status_code == 413, reply.text
+        assert reply.headers["Content-Type"] == "application/problem+json"
+    invalid = school.post("assignment", f"/assignments/{task}/submissions",
+                          {"student_id": "s", "content": ""})
+    assert invalid.status_code == 422 and "content" in invalid.json()["errors"]
