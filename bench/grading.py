@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import statistics
+import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import replace
@@ -19,11 +21,11 @@ from sqlalchemy import func, insert, select
 
 from deploy.local import localstack
 from services.assignment import handlers, tables
-from shared import aws, db
+from shared import aws, db, logs
 from shared.envelope import new_id
 from shared.events import CATALOGUE
 from shared.provision import Provisioner
-from shared.runtime import Runtime
+from shared.runtime import Runtime, serve
 from shared.settings import Settings
 from shared.topology import TOPOLOGY, Topology
 
@@ -81,7 +83,8 @@ def graded(runtime: Runtime) -> int:
             tables.submissions.c.status == "graded")).scalar_one())
 
 
-def one_run(settings: Settings, grouping: str, students: int, versions: int, seed: int) -> float:
+def one_run(settings: Settings, grouping: str, args: argparse.Namespace, seed: int) -> float:
+    """Load the submissions, then time `args.processes` worker processes grading them all."""
     env = f"b{uuid.uuid4().hex[:8]}"
     settings = replace(settings, school_env=env)
     bench_topology = topology(grouping)
@@ -91,25 +94,42 @@ def one_run(settings: Settings, grouping: str, students: int, versions: int, see
     db.migrate("assignment", url)
     runtime = Runtime("assignment", settings, db.make_engine(url), tables.outbox,
                       tables.inbox, topology=bench_topology)
+    workers: list[subprocess.Popen[bytes]] = []
     try:
-        total = load(runtime, students, versions, random.Random(seed))
-        consumer = runtime.consumer(runtime.dispatcher(handlers.HANDLERS),
-                                    bench_topology.queue(QUEUE))
-        stop = threading.Event()
+        total = load(runtime, args.students, args.versions, random.Random(seed))
+        env_vars = os.environ | {"SCHOOL_ENV": env, "AWS_ENDPOINT_URL": settings.aws_endpoint_url
+                                 or "", "LOG_LEVEL": "WARNING"}
         started = time.monotonic()
-        thread = threading.Thread(target=consumer.run, args=(stop,))
-        thread.start()
+        workers = [subprocess.Popen([sys.executable, "-m", "bench.grading", "--worker",
+                                     grouping, "--database", url], env=env_vars)
+                   for _ in range(args.processes)]
         while (done := graded(runtime)) < total:
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError("a benchmark worker exited early")
             time.sleep(0.2)
-            print(f"\r  {grouping:<8} {done:>4}/{total} graded", end="", file=sys.stderr)
+            print(f"\r  {grouping:<10} {done:>4}/{total} graded", end="", file=sys.stderr)
         elapsed = time.monotonic() - started
-        stop.set()
-        thread.join()
-        print(f"\r  {grouping:<8} {total}/{total} graded in {elapsed:.1f} s", file=sys.stderr)
+        print(f"\r  {grouping:<10} {total}/{total} graded in {elapsed:.1f} s", file=sys.stderr)
         return total / elapsed
     finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
         runtime.engine.dispose()
         db.drop_database(url)
+
+
+def worker(grouping: str, url: str) -> int:
+    """One grading worker process, as a deployment runs several."""
+    settings = Settings.from_env()
+    logs.configure("bench-worker", settings.log_level)
+    bench_topology = topology(grouping)
+    runtime = Runtime("assignment", settings, db.make_engine(url), tables.outbox,
+                      tables.inbox, topology=bench_topology)
+    consumer = runtime.consumer(runtime.dispatcher(handlers.HANDLERS),
+                                bench_topology.queue(QUEUE))
+    return serve(runtime, consumer, relay=None)
 
 
 def main() -> int:
@@ -117,7 +137,14 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=200)
     parser.add_argument("--versions", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="worker processes (default 2, one per core of the reference machine)")
+    parser.add_argument("--worker", choices=("student", "assignment"), help=argparse.SUPPRESS)
+    parser.add_argument("--database", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.database)
+    localstack.use_test_credentials()
     settings = Settings.from_env()
     proc = None
     if not settings.aws_endpoint_url or not localstack.healthy(settings.aws_endpoint_url):
@@ -131,8 +158,7 @@ def main() -> int:
         rates: dict[str, list[float]] = {"student": [], "assignment": []}
         for run in range(args.runs):
             for grouping in rates:
-                rates[grouping].append(one_run(settings, grouping, args.students,
-                                               args.versions, seed=run))
+                rates[grouping].append(one_run(settings, grouping, args, seed=run))
     finally:
         if proc is not None:
             localstack.stop_group(proc.pid)
@@ -144,14 +170,14 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace, settings: Se
     median = {g: statistics.median(r) for g, r in rates.items()}
     messages = args.students * args.versions
     print(f"\n{messages} submissions (1 assignment x {args.students} students x {args.versions} "
-          f"versions), DB={settings.db}, consumer concurrency {settings.consumer_concurrency}, "
-          f"median of {args.runs} runs")
+          f"versions), DB={settings.db}, {args.processes} worker processes x "
+          f"{settings.consumer_concurrency} handler threads, median of {args.runs} runs")
     print(f"{'grouping':<32} {'messages/s':>10}   runs")
     labels = {"student": "<assignment_id>:<student_id>", "assignment": "<assignment_id> alone"}
     for grouping, rate in median.items():
         runs = ", ".join(f"{r:.1f}" for r in rates[grouping])
         print(f"{labels[grouping]:<32} {rate:>10.1f}   {runs}")
-    print(f"ratio: {median['student'] / median['assignment']:.1f}x faster per student")
+    print(f"ratio (per student / per assignment): {median['student'] / median['assignment']:.2f}")
 
 
 if __name__ == "__main__":

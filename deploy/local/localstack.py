@@ -20,6 +20,13 @@ from shared.settings import ROOT
 VENV_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
 
 
+def use_test_credentials() -> None:
+    """LocalStack accepts any credentials; boto3 needs some. Real ones, if set, are kept."""
+    for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(key, value)
+
+
 def free_port() -> int:
     """A port nothing listens on now (for a LocalStack or an API that must not take 4566)."""
     with socket.socket() as sock:

@@ -29,9 +29,7 @@ def say(text: str) -> None:
 class Stack:
     def __init__(self) -> None:
         os.environ.setdefault("AWS_ENDPOINT_URL", DEFAULT_ENDPOINT)
-        for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
-                           ("AWS_DEFAULT_REGION", "us-east-1")):
-            os.environ.setdefault(key, value)  # LocalStack accepts any credentials
+        localstack.use_test_credentials()
         # The local stack is for trying things out: the simulated gateway's switch is on.
         os.environ.setdefault("SCHOOL_SIMULATOR_CONTROLS", "1")
         self.settings = Settings.from_env()
