@@ -50,6 +50,18 @@ class ConsumerConfig:
     shutdown_deadline: float = 20.0
     heartbeat_ratio: float = 0.7
     backoff: Backoff = field(default_factory=Backoff)
+    max_receive_count: int | None = None  # the queue's RedrivePolicy, when known
+
+    def retry_delay(self, receives: int) -> int:
+        """Visibility, in whole seconds, before a failed message is received again.
+
+        After the last receive the queue allows, waiting is pointless: SQS moves the message to
+        the DLQ on the next receive, so make it visible at once. With the defaults the worst case
+        to the DLQ is 2 + 4 + 8 + 16 s for maxReceiveCount 5, within the minute DESIGN asks for.
+        """
+        if self.max_receive_count is not None and receives >= self.max_receive_count:
+            return 0
+        return round(self.backoff.delay(receives))
 
     @property
     def fifo(self) -> bool:
@@ -200,6 +212,9 @@ class Consumer:
                 envelope = self.dispatcher.read(message["Body"])
             except PoisonMessage as exc:
                 return self._dead_letter(message, exc.reason, exc.detail)
+            except Exception as exc:  # reading is pure: no retry could ever read it either
+                log.exception("could not read a message", extra={"outcome": "unreadable"})
+                return self._dead_letter(message, "unreadable", repr(exc))
             with bound(correlation=envelope.correlation_id, event=envelope.event_id):
                 return self._dispatch(message, envelope)
 
@@ -215,7 +230,7 @@ class Consumer:
 
     def _retry(self, message: Message, exc: Exception) -> Outcome:
         receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
-        delay = round(self.config.backoff.delay(receives))
+        delay = self.config.retry_delay(receives)
         message["retry_delay"] = delay
         self.heartbeat.drop(message["ReceiptHandle"])
         log.warning("handler failed on receive %d, retry in %d s: %r", receives, delay, exc,

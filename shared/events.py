@@ -7,9 +7,10 @@ message. Tests may build their own Catalogue; services use CATALOGUE.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -114,12 +115,12 @@ def price_to_cents(data: dict[str, Any]) -> dict[str, Any]:
     return upcast
 
 
+PRICE = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
+
+
 def _price(value: str) -> bool:
-    try:
-        amount = Decimal(value)
-    except (InvalidOperation, TypeError):
-        return False
-    return amount.is_finite() and amount >= 0 and amount == amount.quantize(Decimal("0.01"))
+    """A plain decimal of at most 10 digits and 2 places: no exponent, sign or separators."""
+    return isinstance(value, str) and PRICE.fullmatch(value) is not None
 
 
 class _PriceValidator(validate.Validator):

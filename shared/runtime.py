@@ -107,7 +107,8 @@ class Runtime:
         config = ConsumerConfig(spec.name, url, dlq, spec.visibility_timeout,
                                 concurrency=s.consumer_concurrency,
                                 shutdown_deadline=s.shutdown_deadline,
-                                backoff=Backoff(s.backoff_base, s.backoff_cap))
+                                backoff=Backoff(s.backoff_base, s.backoff_cap),
+                                max_receive_count=spec.max_receive_count)
         return Consumer(self.client("sqs"), config, reader)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,10 @@ SERVICES = ("enrollment", "payment", "assignment", "notification", "analytics")
 # The one place the services' ports are written (DESIGN section 2).
 PORTS = {"enrollment": 8001, "payment": 8002, "assignment": 8003, "notification": 8004,
          "analytics": 8005}
+
+
+# Queue and topic names allow ASCII letters, digits, - and _; the env prefixes them all.
+ENV_NAME = re.compile(r"[A-Za-z0-9-]{1,20}")
 
 
 class ConfigError(ValueError):
@@ -26,6 +32,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
     return value
@@ -61,7 +69,7 @@ class Settings:
         if db not in ("sqlite", "postgres"):
             raise ConfigError(f"DB must be 'sqlite' or 'postgres', got {db!r}")
         school_env = env.get("SCHOOL_ENV", "dev") or "dev"
-        if not school_env.replace("-", "").isalnum() or len(school_env) > 20:
+        if not ENV_NAME.fullmatch(school_env):
             raise ConfigError(
                 f"SCHOOL_ENV must be letters, digits and dashes, at most 20, got {school_env!r}"
             )

@@ -7,14 +7,17 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import swagger_ui_bundle
-from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask import Flask, Response, current_app, g, jsonify, request, send_from_directory
 from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 
 from shared import logs
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -66,7 +69,15 @@ class ProblemApi(Api):  # type: ignore[misc]
             return problem(422, "The request has invalid fields.",
                            _field_errors(data["messages"]))
         detail = data.get("message") or error.description or error.name
-        return problem(status, str(detail))
+        return _with_headers(problem(status, str(detail)), error)
+
+
+def _with_headers(response: Response, error: HTTPException) -> Response:
+    """Keep the exception's own headers, such as Allow on a 405 (RFC 9110, 15.5.6)."""
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _correlation() -> None:
@@ -126,9 +137,15 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     return app
 
 
+def current_runtime() -> Runtime:
+    """The Runtime the service's create_app() built, for the request being handled."""
+    runtime: Runtime = current_app.extensions["runtime"]
+    return runtime
+
+
 def _unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):  # raised outside flask-smorest's views (404, 405)
-        return problem(error.code or 500, error.description or error.name)
+        return _with_headers(problem(error.code or 500, error.description or error.name), error)
     log.exception("unhandled error", extra={"outcome": "error"})
     return problem(500, "An unexpected error occurred; it has been logged.")
 

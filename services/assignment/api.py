@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g, request
 from flask_smorest import Blueprint
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -13,24 +13,18 @@ from sqlalchemy.orm import Session
 from services.assignment import commands, schemas
 from services.assignment.tables import grader_faults, idempotency_keys, submissions
 from shared.idempotency import IdempotencyKeys, run_idempotent
-from shared.runtime import Runtime
-from shared.web import Problem
+from shared.web import Problem, current_runtime
 
 blp = Blueprint("assignment", __name__, description="Assignments and submissions")
 simulator = Blueprint("grader-simulator", __name__, url_prefix="/simulator",
                       description="Fault injection into grading (tests and the demo)")
 
 
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["runtime"]
-    return runtime
-
-
 @blp.route("/assignments", methods=["POST"])
 @blp.arguments(schemas.AssignmentIn)
 @blp.response(201, schemas.AssignmentOut)
 def post_assignment(body: dict[str, Any]) -> Any:
-    rt = _runtime()
+    rt = current_runtime()
     with rt.writer.begin() as session:
         return commands.create_assignment(session, rt.producer, g.correlation_id, **body)
 
@@ -38,7 +32,7 @@ def post_assignment(body: dict[str, Any]) -> Any:
 @blp.route("/assignments/<assignment_id>")
 @blp.response(200, schemas.AssignmentOut)
 def get_assignment(assignment_id: str) -> Any:
-    with _runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return commands.get_assignment(session, assignment_id)
 
 
@@ -46,7 +40,7 @@ def get_assignment(assignment_id: str) -> Any:
 @blp.arguments(schemas.SubmissionIn)
 @blp.response(202, schemas.SubmissionAccepted)
 def post_submission(body: dict[str, Any], assignment_id: str) -> Any:
-    rt, keys = _runtime(), IdempotencyKeys(idempotency_keys)
+    rt, keys = current_runtime(), IdempotencyKeys(idempotency_keys)
     key = keys.check(request.headers.get("Idempotency-Key"))
 
     def work(session: Session) -> dict[str, Any]:
@@ -64,7 +58,7 @@ def post_submission(body: dict[str, Any], assignment_id: str) -> Any:
 @blp.arguments(schemas.SubmissionQuery, location="query")
 @blp.response(200, schemas.SubmissionOut(many=True))
 def list_submissions(query: dict[str, str], assignment_id: str) -> Any:
-    with _runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         commands.get_assignment(session, assignment_id)
         statement = select(submissions).where(submissions.c.assignment_id == assignment_id)
         if "student_id" in query:
@@ -77,7 +71,7 @@ def list_submissions(query: dict[str, str], assignment_id: str) -> Any:
 @simulator.arguments(schemas.GraderFaults)
 @simulator.response(200, schemas.GraderFaults)
 def put_faults(body: dict[str, list[str]]) -> Any:
-    with _runtime().writer.begin() as session:
+    with current_runtime().writer.begin() as session:
         session.execute(delete(grader_faults))
         if body["student_ids"]:
             session.execute(insert(grader_faults), [{"student_id": s} for s in

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g, request
 from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 from services.enrollment import commands, schemas
 from services.enrollment.tables import courses, enrollments, idempotency_keys, students
 from shared.idempotency import IdempotencyKeys, run_idempotent
-from shared.runtime import Runtime
-from shared.web import Problem
+from shared.web import Problem, current_runtime
 
 blp = Blueprint("enrollment", __name__, description="Students, courses and enrollments")
 IDEMPOTENCY_HEADER = {"in": "header", "name": "Idempotency-Key", "required": False,
@@ -23,16 +22,11 @@ IDEMPOTENCY_HEADER = {"in": "header", "name": "Idempotency-Key", "required": Fal
                                      "response; another body with the same key is a 422."}
 
 
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["runtime"]
-    return runtime
-
-
 @blp.route("/students", methods=["POST"])
 @blp.arguments(schemas.StudentIn)
 @blp.response(201, schemas.StudentOut)
 def post_student(body: dict[str, Any]) -> Any:
-    rt = _runtime()
+    rt = current_runtime()
     with rt.writer.begin() as session:
         return commands.register_student(session, rt.producer, g.correlation_id, **body)
 
@@ -40,7 +34,7 @@ def post_student(body: dict[str, Any]) -> Any:
 @blp.route("/students/<student_id>")
 @blp.response(200, schemas.StudentOut)
 def get_student(student_id: str) -> Any:
-    with _runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return commands.get(session, students, student_id, "student")
 
 
@@ -48,7 +42,7 @@ def get_student(student_id: str) -> Any:
 @blp.arguments(schemas.CourseIn)
 @blp.response(201, schemas.CourseOut)
 def post_course(body: dict[str, Any]) -> Any:
-    rt = _runtime()
+    rt = current_runtime()
     with rt.writer.begin() as session:
         return commands.create_course(session, rt.producer, g.correlation_id, **body)
 
@@ -56,7 +50,7 @@ def post_course(body: dict[str, Any]) -> Any:
 @blp.route("/courses/<course_id>")
 @blp.response(200, schemas.CourseOut)
 def get_course(course_id: str) -> Any:
-    with _runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return commands.get(session, courses, course_id, "course")
 
 
@@ -65,7 +59,7 @@ def get_course(course_id: str) -> Any:
 @blp.response(202, schemas.EnrollmentAccepted)
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 def post_enrollment(body: dict[str, Any]) -> Any:
-    rt, keys = _runtime(), IdempotencyKeys(idempotency_keys)
+    rt, keys = current_runtime(), IdempotencyKeys(idempotency_keys)
     key = keys.check(request.headers.get("Idempotency-Key"))
 
     def enroll(session: Session) -> dict[str, Any]:
@@ -84,7 +78,7 @@ def post_enrollment(body: dict[str, Any]) -> Any:
 @blp.arguments(schemas.EnrollmentQuery, location="query")
 @blp.response(200, schemas.EnrollmentOut(many=True))
 def list_enrollments(query: dict[str, str]) -> Any:
-    with _runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return session.execute(select(enrollments).where(
             enrollments.c.student_id == query["student_id"]).order_by(
             enrollments.c.created_at)).all()
@@ -93,13 +87,13 @@ def list_enrollments(query: dict[str, str]) -> Any:
 @blp.route("/enrollments/<enrollment_id>")
 @blp.response(200, schemas.EnrollmentOut)
 def get_enrollment(enrollment_id: str) -> Any:
-    with _runtime().sessions() as session:
+    with current_runtime().sessions() as session:
         return commands.get(session, enrollments, enrollment_id, "enrollment")
 
 
 @blp.route("/enrollments/<enrollment_id>/cancel", methods=["POST"])
 @blp.response(202, schemas.EnrollmentAccepted)
 def cancel_enrollment(enrollment_id: str) -> Any:
-    rt = _runtime()
+    rt = current_runtime()
     with rt.writer.begin() as session:
         return commands.cancel(session, rt.producer, g.correlation_id, enrollment_id)

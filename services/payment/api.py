@@ -13,7 +13,7 @@ from services.payment.handlers import charge_key, refund_key
 from services.payment.schemas import GatewaySwitches, PaymentOut, PaymentQuery
 from services.payment.tables import payments
 from shared.runtime import Runtime
-from shared.web import Problem
+from shared.web import Problem, current_runtime
 
 blp = Blueprint("payment", __name__, description="Payments")
 simulator = Blueprint("simulator", __name__, url_prefix="/simulator",
@@ -21,8 +21,7 @@ simulator = Blueprint("simulator", __name__, url_prefix="/simulator",
 
 
 def _deps() -> tuple[Runtime, SimulatedGateway]:
-    ext = current_app.extensions
-    return ext["runtime"], ext["gateway"]
+    return current_runtime(), current_app.extensions["gateway"]
 
 
 def _with_attempts(row: Row[Any], gateway: SimulatedGateway) -> dict[str, Any]:

@@ -15,6 +15,7 @@ STANDARD, FIFO = "probe-all", "probe.fifo"
 def make(sqs, stack, name, p, **options):
     ref = stack.queue(name)
     sessions = __import__("shared.db", fromlist=["session_factory"]).session_factory(stack.engine)
+    options.setdefault("max_receive_count", ref.spec.max_receive_count)
     return probe.consumer(sqs, name, ref.url, ref.dlq_url, ref.spec.visibility_timeout,
                           probe.dispatcher(sessions, p), **options)
 

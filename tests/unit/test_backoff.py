@@ -1,31 +1,70 @@
-"""Exponential backoff with full jitter, capped."""
+"""Exponential backoff with full jitter, capped (DESIGN section 5: the consumer runtime)."""
 
 from __future__ import annotations
 
 import pytest
 
 from shared.backoff import Backoff
-from shared.topology import TOPOLOGY
+from shared.consumer import ConsumerConfig
+from shared.settings import Settings
+from shared.topology import TOPOLOGY, QueueSpec
 
 
-def test_the_ceiling_doubles_then_caps() -> None:
+def worst_case() -> Backoff:
+    """The services' backoff with default settings and the jitter at its maximum."""
+    settings = Settings.from_env({})
+    return Backoff(settings.backoff_base, settings.backoff_cap, jitter=lambda: 1.0)
+
+
+def test_the_ceiling_doubles() -> None:
+    backoff = Backoff(base=2, cap=1000)
+    assert [backoff.ceiling(n) for n in range(1, 6)] == [2, 4, 8, 16, 32]
+
+
+def test_the_ceiling_stops_at_the_cap() -> None:
     backoff = Backoff(base=2, cap=20)
-    assert [backoff.ceiling(n) for n in range(1, 7)] == [2, 4, 8, 16, 20, 20]
+    assert [backoff.ceiling(n) for n in range(1, 8)] == [2, 4, 8, 16, 20, 20, 20]
 
 
-def test_the_delay_is_the_jitter_share_of_the_ceiling() -> None:
-    assert Backoff(base=2, cap=20, jitter=lambda: 0.25).delay(3) == 2.0
-    assert Backoff(base=2, cap=20, jitter=lambda: 0.0).delay(5) == 0.0
+def test_a_huge_attempt_number_is_still_capped() -> None:
+    assert Backoff(base=2, cap=120).ceiling(10_000) == 120
 
 
-def test_attempts_count_from_one() -> None:
+@pytest.mark.parametrize(("jitter", "attempt", "delay"), [
+    (0.25, 3, 2.0), (0.0, 5, 0.0), (1.0, 4, 16.0), (0.5, 10, 10.0),
+])
+def test_the_delay_is_the_jitter_share_of_the_ceiling(jitter: float, attempt: int,
+                                                      delay: float) -> None:
+    assert Backoff(base=2, cap=20, jitter=lambda: jitter).delay(attempt) == delay
+
+
+def test_the_default_jitter_stays_under_the_ceiling() -> None:
+    backoff = Backoff(base=2, cap=120)
+    assert all(0 <= backoff.delay(3) <= 8 for _ in range(200))
+
+
+@pytest.mark.parametrize("attempt", [0, -1])
+def test_attempts_count_from_one(attempt: int) -> None:
     with pytest.raises(ValueError, match="from 1"):
-        Backoff().ceiling(0)
+        Backoff().ceiling(attempt)
+    with pytest.raises(ValueError, match="from 1"):
+        Backoff().delay(attempt)
 
 
-def test_an_always_failing_message_reaches_its_dlq_within_a_minute() -> None:
-    """Defaults, jitter at its maximum: the delays before each receive up to maxReceiveCount."""
-    worst = Backoff(jitter=lambda: 1.0)
-    for queue in TOPOLOGY.queues:
-        waits = sum(worst.delay(n) for n in range(1, queue.max_receive_count))
-        assert waits < 60, (queue.name, waits)
+def test_default_settings_back_off_from_two_seconds() -> None:
+    assert worst_case().delay(1) == 2.0
+
+
+def test_the_delays_of_receives_one_to_four_sum_under_a_minute() -> None:
+    assert sum(worst_case().delay(n) for n in range(1, 5)) < 60
+
+
+@pytest.mark.parametrize("queue", TOPOLOGY.queues, ids=lambda q: q.name)
+def test_an_always_failing_message_reaches_its_dlq_within_a_minute(queue: QueueSpec) -> None:
+    """Every wait the consumer sets, the one after the last allowed receive included (SQS moves
+    the message to its DLQ on the receive after maxReceiveCount), with jitter at its maximum."""
+    config = ConsumerConfig(queue.name, "url", "dlq", queue.visibility_timeout,
+                            backoff=worst_case(), max_receive_count=queue.max_receive_count)
+    waits = sum(config.retry_delay(n) for n in range(1, queue.max_receive_count + 1))
+    assert waits < 60, waits
+    assert config.retry_delay(queue.max_receive_count) == 0

@@ -4,60 +4,152 @@ from __future__ import annotations
 
 import pytest
 
+from shared.events import CATALOGUE
 from shared.settings import ConfigError, Settings
 from shared.topology import TOPOLOGY, physical
+
+QUEUES = {  # name -> (fifo, maxReceiveCount, visibility, DLQ), DESIGN section 3
+    "notifications": (False, 5, 30, "notifications-dlq"),
+    "analytics": (False, 5, 30, "analytics-dlq"),
+    "payment-requests.fifo": (True, 3, 60, "payment-requests-dlq.fifo"),
+    "enrollment-payment-results.fifo": (True, 5, 60, "enrollment-payment-results-dlq.fifo"),
+    "assignment-submissions.fifo": (True, 5, 300, "assignment-submissions-dlq.fifo"),
+}
+NOTIFYING = {"student.registered", "enrollment.confirmed", "enrollment.cancelled",
+             "payment.refunded", "submission.graded"}
+DATA = {"student_id": "s1", "enrollment_id": "e1", "assignment_id": "a1"}
+
+
+@pytest.mark.parametrize(("env", "name", "expected"), [
+    ("dev", "notifications", "dev-notifications"),
+    ("t1a2b", "school-events", "t1a2b-school-events"),
+    ("ci-7", "payment-requests-dlq.fifo", "ci-7-payment-requests-dlq.fifo"),
+])
+def test_physical_names_are_env_dash_name(env: str, name: str, expected: str) -> None:
+    assert physical(env, name) == expected
+
+
+def test_the_topic_is_school_events() -> None:
+    assert TOPOLOGY.topic.name == "school-events"
 
 
 def test_queues_match_the_contract() -> None:
     table = {q.name: (q.fifo, q.max_receive_count, q.visibility_timeout, q.dlq_name)
              for q in TOPOLOGY.queues}
-    assert table == {
-        "notifications": (False, 5, 30, "notifications-dlq"),
-        "analytics": (False, 5, 30, "analytics-dlq"),
-        "payment-requests.fifo": (True, 3, 60, "payment-requests-dlq.fifo"),
-        "enrollment-payment-results.fifo": (True, 5, 60, "enrollment-payment-results-dlq.fifo"),
-        "assignment-submissions.fifo": (True, 5, 300, "assignment-submissions-dlq.fifo"),
-    }
-    assert TOPOLOGY.topic.name == "school-events"
-    assert physical("dev", "notifications") == "dev-notifications"
+    assert table == QUEUES
 
 
-def test_group_ids_come_from_the_event_data() -> None:
-    data = {"student_id": "s1", "enrollment_id": "e1", "assignment_id": "a1"}
-    groups = {q.name: q.group_id(data) for q in TOPOLOGY.queues}
-    assert groups == {"notifications": None, "analytics": None,
-                      "payment-requests.fifo": "s1", "enrollment-payment-results.fifo": "e1",
-                      "assignment-submissions.fifo": "a1:s1"}
+@pytest.mark.parametrize(("queue", "group"), [
+    ("payment-requests.fifo", "s1"),
+    ("enrollment-payment-results.fifo", "e1"),
+    ("assignment-submissions.fifo", "a1:s1"),
+    ("notifications", None),
+    ("analytics", None),
+])
+def test_group_ids_come_from_the_event_data(queue: str, group: str | None) -> None:
+    assert TOPOLOGY.queue(queue).group_id(DATA) == group
 
 
-def test_subscriptions_and_routes() -> None:
-    notifications, analytics = TOPOLOGY.queue("notifications"), TOPOLOGY.queue("analytics")
-    assert notifications.subscribed and analytics.subscribed and analytics.filter_events is None
-    assert set(notifications.filter_events or ()) == {
-        "student.registered", "enrollment.confirmed", "enrollment.cancelled",
-        "payment.refunded", "submission.graded"}
+def test_a_students_submissions_to_two_assignments_are_different_groups() -> None:
+    submissions = TOPOLOGY.queue("assignment-submissions.fifo")
+    first = submissions.group_id({"assignment_id": "a1", "student_id": "s1"})
+    other = submissions.group_id({"assignment_id": "a2", "student_id": "s1"})
+    assert first != other
+
+
+def test_notifications_are_filtered_to_the_events_that_notify() -> None:
+    notifications = TOPOLOGY.queue("notifications")
+    assert notifications.subscribed and not notifications.fifo
+    assert set(notifications.filter_events or ()) == NOTIFYING
+
+
+def test_analytics_receives_every_event() -> None:
+    analytics = TOPOLOGY.queue("analytics")
+    assert analytics.subscribed and analytics.filter_events is None
+
+
+def test_fifo_queues_are_not_subscribed_to_the_topic() -> None:
+    assert [q.name for q in TOPOLOGY.queues if q.subscribed] == ["notifications", "analytics"]
+
+
+def test_direct_destinations_route_events_to_their_fifo_queue() -> None:
     routes = {e: [q.name for q in TOPOLOGY.direct_destinations(e)]
-              for e in ("enrollment.requested", "refund.requested", "payment.failed",
-                        "submission.received", "course.created")}
-    assert routes == {"enrollment.requested": ["payment-requests.fifo"],
-                      "refund.requested": ["payment-requests.fifo"],
-                      "payment.failed": ["enrollment-payment-results.fifo"],
-                      "submission.received": ["assignment-submissions.fifo"],
-                      "course.created": []}
+              for e in CATALOGUE.event_types()}
+    assert {e: r for e, r in routes.items() if r} == {
+        "enrollment.requested": ["payment-requests.fifo"],
+        "refund.requested": ["payment-requests.fifo"],
+        "payment.succeeded": ["enrollment-payment-results.fifo"],
+        "payment.failed": ["enrollment-payment-results.fifo"],
+        "payment.refunded": ["enrollment-payment-results.fifo"],
+        "submission.received": ["assignment-submissions.fifo"],
+    }
 
 
-def test_a_dlq_name_finds_its_queue_and_an_unknown_name_is_explained() -> None:
-    assert TOPOLOGY.queue("payment-requests-dlq.fifo").name == "payment-requests.fifo"
-    with pytest.raises(KeyError, match="known queues: notifications"):
+def test_each_queue_is_consumed_by_its_service() -> None:
+    consumers = {s: [q.name for q in TOPOLOGY.consumed_by(s)]
+                 for s in ("enrollment", "payment", "assignment", "notification", "analytics")}
+    assert consumers == {"enrollment": ["enrollment-payment-results.fifo"],
+                         "payment": ["payment-requests.fifo"],
+                         "assignment": ["assignment-submissions.fifo"],
+                         "notification": ["notifications"], "analytics": ["analytics"]}
+
+
+@pytest.mark.parametrize(("name", "queue"), [(dlq, q) for q, (_, _, _, dlq) in QUEUES.items()])
+def test_a_dlq_name_finds_its_queue(name: str, queue: str) -> None:
+    assert TOPOLOGY.queue(name).name == queue
+
+
+def test_an_unknown_queue_is_a_key_error_listing_the_known_ones() -> None:
+    with pytest.raises(KeyError) as caught:
         TOPOLOGY.queue("nope")
+    assert "'nope'" in str(caught.value)
+    assert all(name in str(caught.value) for name in QUEUES)
 
 
-def test_settings_defaults_and_bad_values() -> None:
+def test_settings_defaults() -> None:
     settings = Settings.from_env({})
-    assert (settings.school_env, settings.db, settings.smtp_port) == ("dev", "sqlite", 1025)
+    assert (settings.school_env, settings.db, settings.aws_region) == ("dev", "sqlite",
+                                                                       "us-east-1")
+    assert (settings.pg_host, settings.pg_port, settings.smtp_port) == ("127.0.0.1", 5432, 1025)
+    assert (settings.backoff_base, settings.consumer_concurrency) == (2.0, 4)
+    assert settings.aws_endpoint_url is None and settings.log_level == "INFO"
+
+
+def test_settings_read_the_environment() -> None:
+    settings = Settings.from_env({"DB": "postgres", "SCHOOL_ENV": "ci-7", "PGPORT": "6543",
+                                  "SCHOOL_BACKOFF_BASE": "0.5", "LOG_LEVEL": "debug"})
+    assert (settings.db, settings.school_env, settings.pg_port) == ("postgres", "ci-7", 6543)
+    assert (settings.backoff_base, settings.log_level) == (0.5, "DEBUG")
+
+
+@pytest.mark.parametrize("db", ["mysql", "SQLite", "postgresql"])
+def test_settings_refuse_an_unknown_database(db: str) -> None:
     with pytest.raises(ConfigError, match="DB must be"):
-        Settings.from_env({"DB": "mysql"})
-    with pytest.raises(ConfigError, match="SCHOOL_BACKOFF_BASE must be a number"):
-        Settings.from_env({"SCHOOL_BACKOFF_BASE": "soon"})
+        Settings.from_env({"DB": db})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SCHOOL_BACKOFF_BASE", "soon"), ("SCHOOL_BACKOFF_CAP", "-1"), ("PGPORT", "five"),
+    ("SMTP_PORT", "-25"), ("SCHOOL_SHUTDOWN_DEADLINE", "20s"),
+])
+def test_settings_refuse_a_bad_number(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("SCHOOL_BACKOFF_BASE", "nan"), ("PGPORT", "nan"), ("PGPORT", "inf"),
+])
+def test_settings_refuse_a_number_that_is_not_finite(name: str, value: str) -> None:
+    """BUG (shared/settings.py _number): float() accepts 'nan' and 'inf'; NaN passes the
+    negative check, and int() of either raises a bare ValueError / OverflowError."""
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("env", ["has spaces", "a_b", "x" * 21, "dév"])
+def test_settings_refuse_an_env_that_cannot_name_a_queue(env: str) -> None:
+    """'dév' is a BUG (shared/settings.py from_env): str.isalnum() accepts non-ASCII letters,
+    which SQS and SNS names do not allow."""
     with pytest.raises(ConfigError, match="SCHOOL_ENV"):
-        Settings.from_env({"SCHOOL_ENV": "has spaces"})
+        Settings.from_env({"SCHOOL_ENV": env})
