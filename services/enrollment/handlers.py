@@ -43,22 +43,22 @@ def payment_succeeded(ctx: Context) -> None:
                                           "course_id": row.course_id})
 
 
-def payment_failed(ctx: Context) -> None:
-    row = _move(ctx, cancel_reason=domain.PAYMENT_DECLINED, refunded=False)
+def _cancel(ctx: Context, reason: str, refunded: bool) -> None:
+    """End the enrollment as cancelled, give its seat back, and say so."""
+    row = _move(ctx, cancel_reason=reason, refunded=refunded)
     if row is not None:
         _release_seat(ctx, row.course_id)
         ctx.emit("enrollment.cancelled", {
             "enrollment_id": row.id, "student_id": row.student_id, "course_id": row.course_id,
-            "reason": domain.PAYMENT_DECLINED, "refunded": False})
+            "reason": reason, "refunded": refunded})
+
+
+def payment_failed(ctx: Context) -> None:
+    _cancel(ctx, domain.PAYMENT_DECLINED, refunded=False)
 
 
 def payment_refunded(ctx: Context) -> None:
-    row = _move(ctx, cancel_reason=domain.STUDENT_REQUEST, refunded=True)
-    if row is not None:
-        _release_seat(ctx, row.course_id)
-        ctx.emit("enrollment.cancelled", {
-            "enrollment_id": row.id, "student_id": row.student_id, "course_id": row.course_id,
-            "reason": domain.STUDENT_REQUEST, "refunded": True})
+    _cancel(ctx, domain.STUDENT_REQUEST, refunded=True)
 
 
 HANDLERS = {"payment.succeeded": payment_succeeded, "payment.failed": payment_failed,
