@@ -17,6 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.web import Problem
 
 MAX_KEY = 200
+# The header as an OpenAPI parameter, for every route that honours it (`@blp.doc(parameters=...)`).
+OPENAPI_PARAMETER = {"in": "header", "name": "Idempotency-Key", "required": False,
+                     "schema": {"type": "string", "maxLength": MAX_KEY},
+                     "description": "A retry with the same key and body returns the first "
+                                    "response; another body with the same key is a 422."}
 
 
 def fingerprint(route: str, body: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -113,13 +113,6 @@ def database_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
     db.ensure_database(url)
     yield url
     db.drop_database(url)
-
-
-@pytest.fixture
-def fast_settings(settings: Settings) -> Settings:
-    """Settings with short waits, for processes whose timing a test observes."""
-    return replace(settings, backoff_base=1.0, backoff_cap=8.0, shutdown_deadline=8.0,
-                   relay_interval=0.05)
 
 
 @dataclass

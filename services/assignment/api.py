@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.assignment import commands, schemas
 from services.assignment.tables import grader_faults, idempotency_keys, submissions
-from shared.idempotency import IdempotencyKeys, run_idempotent
+from shared.idempotency import OPENAPI_PARAMETER, IdempotencyKeys, run_idempotent
 from shared.web import Problem, current_runtime
 
 blp = Blueprint("assignment", __name__, description="Assignments and submissions")
@@ -39,6 +39,7 @@ def get_assignment(assignment_id: str) -> Any:
 @blp.route("/assignments/<assignment_id>/submissions", methods=["POST"])
 @blp.arguments(schemas.SubmissionIn)
 @blp.response(202, schemas.SubmissionAccepted)
+@blp.doc(parameters=[OPENAPI_PARAMETER])
 def post_submission(body: dict[str, Any], assignment_id: str) -> Any:
     rt, keys = current_runtime(), IdempotencyKeys(idempotency_keys)
     key = keys.check(request.headers.get("Idempotency-Key"))

@@ -12,15 +12,10 @@ from sqlalchemy.orm import Session
 
 from services.enrollment import commands, schemas
 from services.enrollment.tables import courses, enrollments, idempotency_keys, students
-from shared.idempotency import IdempotencyKeys, run_idempotent
+from shared.idempotency import OPENAPI_PARAMETER, IdempotencyKeys, run_idempotent
 from shared.web import Problem, current_runtime
 
 blp = Blueprint("enrollment", __name__, description="Students, courses and enrollments")
-IDEMPOTENCY_HEADER = {"in": "header", "name": "Idempotency-Key", "required": False,
-                      "schema": {"type": "string", "maxLength": 200},
-                      "description": "A retry with the same key and body returns the first "
-                                     "response; another body with the same key is a 422."}
-
 
 @blp.route("/students", methods=["POST"])
 @blp.arguments(schemas.StudentIn)
@@ -57,7 +52,7 @@ def get_course(course_id: str) -> Any:
 @blp.route("/enrollments", methods=["POST"])
 @blp.arguments(schemas.EnrollmentIn)
 @blp.response(202, schemas.EnrollmentAccepted)
-@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(parameters=[OPENAPI_PARAMETER])
 def post_enrollment(body: dict[str, Any]) -> Any:
     rt, keys = current_runtime(), IdempotencyKeys(idempotency_keys)
     key = keys.check(request.headers.get("Idempotency-Key"))
