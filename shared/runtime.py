@@ -120,8 +120,13 @@ def _every(interval: float, stop: threading.Event, job: Any) -> None:
             log.exception("periodic job %s failed", getattr(job, "__name__", job))
 
 
-def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None) -> int:
-    """Run a worker process until SIGTERM or SIGINT; exit 0 within the shutdown deadline."""
+def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
+          jobs: dict[str, Callable[[threading.Event], None]] | None = None) -> int:
+    """Run a worker process until SIGTERM or SIGINT; exit 0 within the shutdown deadline.
+
+    `jobs` are further loops of the worker (the notification sender), each run in its own thread
+    as `job(stop)` and joined like the relay.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -136,6 +141,8 @@ def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None) -> i
                                         args=(stop, runtime.settings.relay_interval)))
         threads.append(threading.Thread(target=_every, name="outbox-purge", daemon=True,
                                         args=(3600, stop, relay.purge)))
+    for name, job in (jobs or {}).items():
+        threads.append(threading.Thread(target=job, name=name, args=(stop,)))
     if runtime.inbox_table is not None:
         inbox = Inbox(runtime.inbox_table, runtime.service)
         keep = timedelta(days=runtime.settings.inbox_retention_days)
