@@ -1,0 +1,59 @@
+"""The notification worker's handlers: keep the contacts, and record one email per event.
+
+The email itself is sent by the sender (sender.py) once the row is committed, so a slow or
+absent SMTP server never holds a message in the queue, and an event whose student has no contact
+yet waits in the database (status `pending`) until student.registered arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select
+
+from services.notification import domain
+from services.notification.tables import contacts, notifications
+from shared.envelope import new_id
+from shared.handling import Context, Handler
+
+log = logging.getLogger(__name__)
+
+
+def student_registered(ctx: Context) -> None:
+    data = ctx.event.data
+    known = ctx.session.execute(select(contacts.c.student_id).where(
+        contacts.c.student_id == data["student_id"])).first()
+    if known is None:
+        ctx.session.execute(insert(contacts).values(
+            student_id=data["student_id"], name=data["name"], email=data["email"],
+            registered_at=datetime.now(UTC)))
+    waiting = ctx.session.execute(select(func.count()).select_from(notifications).where(
+        notifications.c.student_id == data["student_id"],
+        notifications.c.status == "pending")).scalar_one()
+    if waiting:
+        log.info("contact of student %s arrived: %d waiting email(s) can go", data["student_id"],
+                 waiting, extra={"outcome": "contact_arrived"})
+
+
+def notify(ctx: Context) -> None:
+    """Record the email for this (event, student); the sender delivers it."""
+    event, data = ctx.event, ctx.event.data
+    now = datetime.now(UTC)
+    ctx.session.execute(insert(notifications).values(
+        id=new_id(), event_id=event.event_id, event_type=event.event_type,
+        student_id=data["student_id"], correlation_id=event.correlation_id,
+        subject=domain.subject(event.event_type, data), data=json.dumps(data),
+        status="pending", attempts=0, next_attempt_at=now, created_at=now))
+    known = ctx.session.execute(select(contacts.c.student_id).where(
+        contacts.c.student_id == data["student_id"])).first()
+    if known is None:
+        # Standard queues do not keep order: the student.registered event may still be on its
+        # way. The row waits; the sender picks it up as soon as the contact exists.
+        log.info("no contact yet for student %s: %s email waits for it", data["student_id"],
+                 event.event_type, extra={"outcome": "waiting_for_contact"})
+
+
+HANDLERS: dict[str, Handler] = {"student.registered": student_registered,
+                                **{event_type: notify for event_type in domain.NOTIFYING_EVENTS}}
