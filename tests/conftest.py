@@ -169,3 +169,25 @@ def assignment_stack(sqs, sns, settings, db_kind, tmp_path_factory):  # type: ig
     """The assignment service (module scope: started once)."""
     yield from service_stack(("assignment",), "asg", sqs, sns, settings, db_kind,
                              tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mailbox(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The SMTP sink as a process of its own, on a free port (module scope)."""
+    from deploy.local.localstack import free_port
+    from tests.support.mailbox import Mailbox
+    box = Mailbox(tmp_path_factory.mktemp("mail"), free_port())
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="module")
+def school_stack(sqs, sns, settings, db_kind, tmp_path_factory, mailbox
+                 ):  # type: ignore[no-untyped-def]
+    """All five services and the SMTP sink (module scope: started once per module)."""
+    from shared.settings import SERVICES
+    name = "all" + uuid.uuid4().hex[:3]  # every module its own topology
+    yield from service_stack(SERVICES, name, sqs, sns, settings, db_kind, tmp_path_factory,
+                             {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mailbox.port),
+                              "SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "4"})

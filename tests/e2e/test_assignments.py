@@ -21,34 +21,8 @@ def school(assignment_stack) -> School:
 
 
 def assignment(school: School, **fields: Any) -> str:
-    body = {"course_id": "c1", "title": "Ordering essay", "max_score": 100,
-            "keywords": KEYWORDS} | fields
-    reply = school.post("assignment", "/assignments", body)
-    assert reply.status_code == 201, reply.text
-    return str(reply.json()["id"])
-
-
-def submit(school: School, assignment_id: str, student: str, content: str) -> dict[str, Any]:
-    reply = school.post("assignment", f"/assignments/{assignment_id}/submissions",
-                        {"student_id": student, "content": content})
-    assert reply.status_code == 202, reply.text
-    body: dict[str, Any] = reply.json()
-    return body
-
-
-def submissions(school: School, assignment_id: str, student: str) -> list[dict[str, Any]]:
-    reply = school.get("assignment", f"/assignments/{assignment_id}/submissions",
-                       params={"student_id": student})
-    assert reply.status_code == 200, reply.text
-    rows: list[dict[str, Any]] = reply.json()
-    return rows
-
-
-def graded(school: School, assignment_id: str, student: str, count: int,
-           timeout: float = 60) -> list[dict[str, Any]]:
-    return wait_for(lambda: (rows := submissions(school, assignment_id, student))
-                    and len(rows) == count and all(r["status"] == "graded" for r in rows)
-                    and rows, timeout, f"{count} graded submissions of {student}")
+    return school.assignment(**({"course_id": "c1", "title": "Ordering essay", "max_score": 100,
+                                 "keywords": KEYWORDS} | fields))
 
 
 def student() -> str:
@@ -58,8 +32,8 @@ def student() -> str:
 def test_resubmissions_are_graded_in_version_order(school: School) -> None:
     task, who = assignment(school), student()
     texts = ["a queue", "a queue with fifo", "a queue with fifo group order"]
-    assert [submit(school, task, who, t)["version"] for t in texts] == [1, 2, 3]
-    rows = graded(school, task, who, 3)
+    assert [school.submit(task, who, t)["version"] for t in texts] == [1, 2, 3]
+    rows = school.graded(task, who, 3)
     assert [r["version"] for r in rows] == [1, 2, 3]
     assert [r["score"] for r in rows] == [25, 50, 100]
     stamps = [r["graded_at"] for r in rows]
@@ -73,14 +47,14 @@ def test_a_failing_group_holds_back_only_its_own_student(school: School) -> None
     assert faults.status_code == 200
     try:
         for version in range(3):
-            submit(school, task, held, f"queue {'fifo ' * version}")
-            submit(school, task, free, f"queue {'fifo ' * version}")
-        graded(school, task, free, 3, timeout=30)
-        assert [r["status"] for r in submissions(school, task, held)] == ["received"] * 3
+            school.submit(task, held, f"queue {'fifo ' * version}")
+            school.submit(task, free, f"queue {'fifo ' * version}")
+        school.graded(task, free, 3, timeout=30)
+        assert [r["status"] for r in school.submissions(task, held)] == ["received"] * 3
     finally:
         school.http.put(school.url("assignment", "/simulator/grader"),
                         json={"student_ids": []}, timeout=10)
-    rows = graded(school, task, held, 3)
+    rows = school.graded(task, held, 3)
     stamps = [r["graded_at"] for r in rows]
     assert stamps == sorted(stamps) and [r["score"] for r in rows] == [25, 50, 50]
 
@@ -89,18 +63,18 @@ def test_identical_content_from_another_student_is_flagged(school: School) -> No
     task = assignment(school)
     essay = "Queues keep order within a group, and FIFO groups run in parallel. " * 5
     first, copier = student(), student()
-    submit(school, task, first, essay)
-    [original] = graded(school, task, first, 1)
-    submit(school, task, copier, essay)
-    [copy] = graded(school, task, copier, 1)
+    school.submit(task, first, essay)
+    [original] = school.graded(task, first, 1)
+    school.submit(task, copier, essay)
+    [copy] = school.graded(task, copier, 1)
     assert (original["flagged"], original["plagiarism_score"]) == (False, 0.0)
     assert (copy["flagged"], copy["plagiarism_score"]) == (True, 1.0)
 
 
 def test_a_redelivered_submission_grades_once(school: School, sqs, assignment_stack) -> None:
     task, who = assignment(school), student()
-    accepted = submit(school, task, who, "queue fifo")
-    [before] = graded(school, task, who, 1)
+    accepted = school.submit(task, who, "queue fifo")
+    [before] = school.graded(task, who, 1)
     queue = assignment_stack.report.queues["assignment-submissions.fifo"].url
     again = Envelope("submission.received", 1, {
         "submission_id": accepted["id"], "assignment_id": task, "student_id": who,
@@ -110,16 +84,16 @@ def test_a_redelivered_submission_grades_once(school: School, sqs, assignment_st
                          MessageAttributes=again.attributes(),
                          MessageGroupId=f"{task}:{who}", MessageDeduplicationId=new_id())
     wait_for(lambda: depth(sqs, queue) == 0, 30, "both deliveries consumed")
-    assert submissions(school, task, who) == [before]  # same score, same graded_at
+    assert school.submissions(task, who) == [before]  # same score, same graded_at
 
 
 def test_a_late_submission_loses_ten_percent(school: School) -> None:
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     late_task, on_time_task, who = assignment(school, due_at=past), assignment(school), student()
-    submit(school, late_task, who, "queue fifo group order")
-    submit(school, on_time_task, who, "queue fifo group order")
-    assert graded(school, late_task, who, 1)[0]["score"] == 90
-    assert graded(school, on_time_task, who, 1)[0]["score"] == 100
+    school.submit(late_task, who, "queue fifo group order")
+    school.submit(on_time_task, who, "queue fifo group order")
+    assert school.graded(late_task, who, 1)[0]["score"] == 90
+    assert school.graded(on_time_task, who, 1)[0]["score"] == 100
 
 
 BAD: list[tuple[str, str, Any, int]] = [
