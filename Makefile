@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status test test-unit bench-grading lint typecheck clean
+.PHONY: help venv up down demo status test test-unit bench-grading lint typecheck clean
 
 help: ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ up: venv ## run the whole stack in the foreground: LocalStack, topology, databas
 
 down: ## stop anything a `make up` left running
 	@$(BIN)/python -m deploy.local.down
+
+demo: $(BIN)/.installed ## a narrated scenario of every service and failure path, against `make up`
+	@$(BIN)/python -m deploy.local.demo
 
 status: $(BIN)/.installed ## show every queue and DLQ (school status) of SCHOOL_ENV (default dev)
 	@AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} \

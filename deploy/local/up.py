@@ -47,7 +47,7 @@ class Stack:
             say(f"using the LocalStack already running at {self.endpoint}")
             return
         log_path = self.settings.var_dir / "log" / "localstack.log"
-        say(f"starting LocalStack at {self.endpoint} (log: {_shown(log_path)})")
+        say(f"starting LocalStack at {self.endpoint} (log: {shown(log_path)})")
         self.localstack = localstack.start(self.endpoint, self.settings.var_dir / "localstack",
                                            log_path)
         self._pidfile("localstack", self.localstack.pid)
@@ -109,7 +109,7 @@ class Stack:
                  f"(SCHOOL_ENV={self.settings.school_env}, DB={self.settings.db})",
                  f"  LocalStack   {self.endpoint}",
                  f"  SMTP sink    {self.settings.smtp_host}:{self.settings.smtp_port} "
-                 f"(mail in {_shown(self.settings.var_dir / 'mail')}/)"]
+                 f"(mail in {shown(self.settings.var_dir / 'mail')}/)"]
         lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis]
         lines += ["  make status: the queues   make down or Ctrl-C: stop everything"]
         width = max(len(line) for line in lines)
@@ -126,7 +126,7 @@ class Stack:
             (self.run_dir / "localstack.pid").unlink(missing_ok=True)
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """A path relative to the repository when it lies inside it."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 

@@ -1,6 +1,6 @@
 """`make up`'s orchestrator, end to end: it starts LocalStack itself, provisions the whole
-topology, migrates every database, starts the Procfile, prints its banner, and on SIGTERM stops
-everything it started."""
+topology, migrates every database, starts the Procfile, prints its banner, runs `make demo`'s
+scenario against it, and on SIGTERM stops everything it started."""
 
 from __future__ import annotations
 
@@ -77,10 +77,21 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
         assert status.returncode == 0, status.stderr
         assert all(name in status.stdout for name in names)
         banner = "".join(output)
-        for service in ("enrollment", "payment"):  # every API of the Procfile answers
+        for service in SERVICES:  # every API of the Procfile answers
             assert f"http://127.0.0.1:{ports[service]}" in banner
             with urllib.request.urlopen(f"http://127.0.0.1:{ports[service]}/readyz") as ready:
                 assert ready.status == 200
+        demo = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=400)
+        (tmp_path / "demo.out").write_text(demo.stdout + demo.stderr)
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
+        for outcome in ("Bob: cancelled (payment_declined)", "FLAGGED",
+                        "still exactly one email", "Dee: active, payment succeeded",
+                        "Demo complete"):
+            assert outcome in demo.stdout, demo.stdout
+        # Ada 4 (confirmed, 3 grades), Bob 1, Cyd 2, Dee 1, Eve 3 (confirmed, cancelled, refund)
+        wait_for(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 11, 30,
+                 "the demo's 11 emails in the SMTP sink")
         started = time.monotonic()
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0, "".join(output[-20:])
@@ -101,3 +112,12 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
     assert not localstack.healthy(endpoint) and not port_open(smtp_port)
     assert not (tmp_path / "run" / "honcho.pid").exists()
     wait_for(lambda: not Path(f"/proc/{localstack_pid}").exists(), 10, "LocalStack to exit")
+
+
+def test_demo_without_a_stack_says_what_to_do() -> None:
+    env = os.environ | {f"{s.upper()}_PORT": str(free_port()) for s in SERVICES}
+    demo = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert demo.returncode == 1
+    assert "cannot reach the enrollment service" in demo.stderr
+    assert "is `make up` running?" in demo.stderr and "Traceback" not in demo.stderr

@@ -1,0 +1,323 @@
+"""`make demo`: a narrated scenario against a running `make up` stack.
+
+It exercises every service and every failure path (a decline, a flaky gateway, a gateway that
+is down and leaves a request in the DLQ, a cancellation with refund, resubmissions, a plagiarised
+essay, a duplicate delivery), waits for each outcome with progress, prints a summary and
+`school status`, and ends by redriving the DLQ and showing that the request completed.
+Each run uses new students, so it can be run again against the same stack.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from deploy.local import localstack
+from deploy.local.up import shown
+from shared import aws, cli
+from shared.events import CATALOGUE
+from shared.serve import port
+from shared.settings import SERVICES, Settings
+from shared.topology import TOPOLOGY, physical
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
+PAYMENT_QUEUE = TOPOLOGY.queue("payment-requests.fifo")
+KEYWORDS = ["queue", "fifo", "group", "idempotent", "retry"]
+ESSAY = ("A fifo queue keeps each group in order, a consumer must be idempotent because "
+         "delivery is at least once, and a failed message is retried then dead-lettered.")
+
+
+class DemoError(Exception):
+    """The stack did not do what the scenario expects: stop with this message."""
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(title: str) -> None:
+    say(f"\n== {title}")
+
+
+class Client:
+    def __init__(self) -> None:
+        self.http = requests.Session()
+        self.urls = {s: f"http://127.0.0.1:{port(s)}" for s in SERVICES}
+
+    def call(self, method: str, service: str, path: str, expect: int, **kwargs: Any) -> Any:
+        url = self.urls[service] + path
+        try:
+            reply = self.http.request(method, url, timeout=30, **kwargs)
+        except requests.ConnectionError as exc:
+            raise DemoError(f"cannot reach the {service} service at {url}: is `make up` "
+                            f"running?") from exc
+        if reply.status_code != expect:
+            raise DemoError(f"{method} {url} answered {reply.status_code}, expected {expect}: "
+                            f"{reply.text[:300]}")
+        return reply.json() if reply.content else None
+
+    def get(self, service: str, path: str, **params: str) -> Any:
+        return self.call("GET", service, path, 200, params=params)
+
+    def post(self, service: str, path: str, body: dict[str, Any], expect: int = 201) -> Any:
+        return self.call("POST", service, path, expect, json=body)
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
+    """Poll `check` until it returns something truthy, saying what it waits for every 5 s."""
+    started = time.monotonic()
+    said = 0.0
+    while True:
+        result = check()
+        if result:
+            return result
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            raise DemoError(f"gave up after {timeout:.0f} s waiting for {what}; "
+                            f"`make status` and var/log/ show where it is stuck")
+        if elapsed - said >= 5:
+            said = elapsed
+            say(f"   ... waiting for {what} ({elapsed:.0f} s)")
+        time.sleep(0.5)
+
+
+class Demo:
+    def __init__(self) -> None:
+        os.environ.setdefault("AWS_ENDPOINT_URL", DEFAULT_ENDPOINT)
+        localstack.use_test_credentials()
+        self.settings = Settings.from_env()
+        self.sqs, self.sns = aws.client("sqs", self.settings), aws.client("sns", self.settings)
+        self.school = Client()
+        self.tag = uuid.uuid4().hex[:4]
+        self.rows: list[dict[str, Any]] = []
+        self.dead_before = 0
+
+    # -- helpers -------------------------------------------------------------------------------
+    def student(self, name: str) -> dict[str, Any]:
+        email = f"{name.lower()}.{self.tag}@example.com"
+        body: dict[str, Any] = self.school.post("enrollment", "/students",
+                                                {"name": name, "email": email})
+        return body
+
+    def enroll(self, student: dict[str, Any], course: dict[str, Any], token: str) -> str:
+        body = self.school.post("enrollment", "/enrollments", {
+            "student_id": student["id"], "course_id": course["id"], "payment_token": token},
+            expect=202)
+        say(f"   {student['name']} enrolls in {course['title']} with {token}: "
+            f"{body['status']} ({body['id'][:8]})")
+        return str(body["id"])
+
+    def enrollment(self, enrollment_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.school.get("enrollment", f"/enrollments/{enrollment_id}")
+        return body
+
+    def until_status(self, enrollment_id: str, *statuses: str) -> dict[str, Any]:
+        return wait(f"enrollment {enrollment_id[:8]} to be {' or '.join(statuses)}",
+                    lambda: (e := self.enrollment(enrollment_id))["status"] in statuses and e)
+
+    def payments(self, enrollment_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.school.get("payment", "/payments",
+                                                     enrollment_id=enrollment_id)
+        return rows
+
+    def notifications(self, student: dict[str, Any]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.school.get("notification", "/notifications",
+                                                     student_id=student["id"])
+        return rows
+
+    def graded(self, path: str, student: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        """Wait until the student's `count` submissions are graded (in version order)."""
+        return wait(f"{student['name']}'s {count} graded submission(s)", lambda: (
+            rows := self.school.get("assignment", path, student_id=student["id"]))
+            and len(rows) == count and all(r["status"] == "graded" for r in rows) and rows)
+
+    def dead_letters(self) -> int:
+        url = self.sqs.get_queue_url(QueueName=physical(self.settings.school_env,
+                                                        PAYMENT_QUEUE.dlq_name))["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    def outage(self, on: bool) -> None:
+        self.school.call("PUT", "payment", "/simulator/gateway", 200, json={"outage": on})
+
+    def record(self, student: dict[str, Any], what: str, enrollment_id: str) -> None:
+        self.rows.append({"student": student, "what": what, "enrollment": enrollment_id})
+
+    # -- the scenario --------------------------------------------------------------------------
+    def check_stack(self) -> None:
+        step("The stack")
+        for service in SERVICES:
+            self.school.call("GET", service, "/readyz", 200)
+            say(f"   {service:<12} ready at {self.school.urls[service]}")
+        try:
+            self.school.get("payment", "/simulator/gateway")
+        except DemoError as exc:
+            raise DemoError("the payment service has no /simulator/gateway: start the stack "
+                            "with `make up` (it turns SCHOOL_SIMULATOR_CONTROLS on)") from exc
+        say(f"   queues of SCHOOL_ENV={self.settings.school_env!r} at "
+            f"{self.settings.aws_endpoint_url}")
+        self.dead_before = self.dead_letters()
+
+    def run(self) -> None:
+        self.check_stack()
+        school = self.school
+        step("Students and courses (enrollment service, events on the SNS topic)")
+        ada, bob, cyd, dee, eve = (self.student(n) for n in ("Ada", "Bob", "Cyd", "Dee", "Eve"))
+        say(f"   registered Ada, Bob, Cyd, Dee and Eve (tag {self.tag})")
+        queues = school.post("enrollment", "/courses", {
+            "title": "Queues 101", "capacity": 10, "price_cents": 4990, "currency": "USD"})
+        sagas = school.post("enrollment", "/courses", {
+            "title": "Sagas 201", "capacity": 10, "price_cents": 1500, "currency": "EUR"})
+        say("   created Queues 101 (49.90 USD) and Sagas 201 (15.00 EUR)")
+
+        step("Enrollments: a payment per request on payment-requests.fifo, grouped by student")
+        self.outage(True)
+        say("   the simulated gateway's outage switch is on: tok_down payments fail")
+        paid = self.enroll(ada, queues, "tok_ok")
+        declined = self.enroll(bob, queues, "tok_declined")
+        flaky = self.enroll(cyd, sagas, "tok_flaky_2")
+        down = self.enroll(dee, sagas, "tok_down")
+        refunded = self.enroll(eve, sagas, "tok_ok")
+        self.record(ada, "tok_ok", paid)
+        self.record(bob, "tok_declined", declined)
+        self.record(cyd, "tok_flaky_2 (2 outages)", flaky)
+        self.record(dee, "tok_down (gateway down)", down)
+        self.record(eve, "tok_ok, then cancelled", refunded)
+        self.until_status(paid, "active")
+        say("   Ada: active (paid at the first attempt)")
+        e = self.until_status(declined, "cancelled")
+        say(f"   Bob: cancelled ({e['cancel_reason']}); the seat is released")
+        self.until_status(flaky, "active")
+        [payment] = self.payments(flaky)
+        say(f"   Cyd: active after {payment['gateway_attempts']} gateway attempts "
+            f"(the worker retried with backoff, the same idempotency key each time)")
+
+        step("A cancellation with refund (refund.requested -> payment.refunded)")
+        self.until_status(refunded, "active")
+        school.call("POST", "enrollment", f"/enrollments/{refunded}/cancel", 202)
+        self.until_status(refunded, "cancelled")
+        wait("Eve's refund", lambda: [p["status"] for p in self.payments(refunded)]
+             == ["refunded"])
+        say("   Eve: cancelled at her request, 15.00 EUR refunded")
+
+        step("Assignments: resubmissions and a plagiarised essay (assignment-submissions.fifo)")
+        task = school.post("assignment", "/assignments", {
+            "course_id": queues["id"], "title": "Why queues?", "max_score": 100,
+            "keywords": KEYWORDS})
+        path = f"/assignments/{task['id']}/submissions"
+        for text in ("A queue.", "A fifo queue keeps a group in order.", ESSAY):
+            sub = school.post("assignment", path, {"student_id": ada["id"], "content": text},
+                              expect=202)
+            say(f"   Ada submits version {sub['version']}")
+        graded = self.graded(path, ada, 3)
+        school.post("assignment", path, {"student_id": cyd["id"], "content": ESSAY}, expect=202)
+        say("   Cyd submits a copy of Ada's last essay")
+        graded += self.graded(path, cyd, 1)
+        for row in graded:
+            who = "Ada" if row["student_id"] == ada["id"] else "Cyd"
+            flag = "  FLAGGED" if row["flagged"] else ""
+            say(f"   {who} v{row['version']}: {row['score']:g}/100, similarity "
+                f"{row['plagiarism_score']:.2f}{flag}")
+
+        step("A duplicate delivery: the same event reaches the topic three times")
+        sent = wait("Ada's confirmation email", lambda: [
+            n for n in self.notifications(ada)
+            if n["event_type"] == "enrollment.confirmed" and n["status"] == "sent"])
+        before = school.get("analytics", "/analytics/summary")
+        original = sent[0]
+        copy = CATALOGUE.new("enrollment.confirmed", {
+            "enrollment_id": paid, "student_id": ada["id"], "course_id": queues["id"]},
+            event_id=original["event_id"], correlation_id=original["correlation_id"])
+        topic = self.sns.create_topic(Name=physical(self.settings.school_env,
+                                                    TOPOLOGY.topic.name))["TopicArn"]
+        for _ in range(2):  # as a relay that crashed before marking the row published would
+            self.sns.publish(TopicArn=topic, Message=copy.body(),
+                             MessageAttributes=copy.attributes())
+        say(f"   published event {copy.event_id[:8]} (Ada's enrollment.confirmed) twice more")
+        after = wait("analytics to absorb the 2 copies", lambda: (
+            s := school.get("analytics", "/analytics/summary"))["duplicates_absorbed"]
+            >= before["duplicates_absorbed"] + 2 and s)
+        time.sleep(2)  # give the notification worker the same chance to (wrongly) send again
+        emails = [n for n in self.notifications(ada) if n["event_id"] == copy.event_id]
+        if len(emails) != 1:
+            raise DemoError(f"expected one email for event {copy.event_id}, found {len(emails)}")
+        say(f"   analytics: duplicates_absorbed {before['duplicates_absorbed']} -> "
+            f"{after['duplicates_absorbed']}, enrollment.confirmed counted "
+            f"{after['events_by_type']['enrollment.confirmed']} times in all (unchanged)")
+        say("   notification: still exactly one email for that event")
+
+        step("The gateway is down: Dee's payment request ends in the DLQ")
+        wait("payment-requests-dlq.fifo to receive Dee's request",
+             lambda: self.dead_letters() > self.dead_before, timeout=120)
+        say(f"   Dee's enrollment is still {self.enrollment(down)['status']}; the DLQ says why:")
+        say("   $ school dlq list payment-requests.fifo")
+        listing = io.StringIO()
+        cli.dlq_list(self.settings, self.sqs, PAYMENT_QUEUE, listing)
+        for line in listing.getvalue().splitlines():
+            if line.startswith("{"):
+                held = json.loads(line)
+                detail = held["dlq_error"] or (
+                    f"SQS moved it after {PAYMENT_QUEUE.max_receive_count} receives, "
+                    "the queue's maxReceiveCount")
+                say(f"   {held['event_type']}: {held['dlq_reason']} ({detail[:80]})")
+            else:
+                say(f"   {line}")
+
+        self.summary()
+        step("school status")
+        cli.status(self.settings, self.sqs)
+
+        step("Recovery: the gateway comes back and the DLQ is redriven")
+        self.outage(False)
+        say("   outage switch off")
+        say("   $ school dlq redrive payment-requests.fifo")
+        if cli.dlq_redrive(self.settings, self.sqs, PAYMENT_QUEUE) != 0:
+            raise DemoError("the redrive failed")
+        e = self.until_status(down, "active")
+        [payment] = self.payments(down)
+        say(f"   Dee: {e['status']}, payment {payment['status']} after "
+            f"{payment['gateway_attempts']} gateway attempts")
+        say(f"\nDemo complete. Emails are in {shown(self.settings.var_dir / 'mail')}/, "
+            f"logs in {shown(self.settings.var_dir / 'log')}/.")
+
+    def summary(self) -> None:
+        step("Summary")
+        say(f"   {'student':<8} {'how':<24} {'enrollment':<16} {'payment':<10} emails")
+        for row in self.rows:
+            enrollment = self.enrollment(row["enrollment"])
+            payments = self.payments(row["enrollment"])
+            payment = payments[0]["status"] if payments else "-"
+            emails = sum(n["status"] == "sent" for n in self.notifications(row["student"]))
+            say(f"   {row['student']['name']:<8} {row['what']:<24} {enrollment['status']:<16} "
+                f"{payment:<10} {emails}")
+        s = self.school.get("analytics", "/analytics/summary")
+        revenue = ", ".join(f"{c} {v / 100:.2f}" for c, v in
+                            s["revenue_cents_by_currency"].items())
+        average = "-" if s["average_score"] is None else f"{s['average_score']:.1f}"
+        say(f"\n   analytics (every run so far): {s['events_processed']} events, "
+            f"{s['duplicates_absorbed']} duplicates absorbed, net revenue {revenue}, "
+            f"average score {average}")
+        for event_type, count in s["events_by_type"].items():
+            say(f"     {event_type:<22} {count}")
+
+
+def main() -> int:
+    try:
+        Demo().run()
+    except DemoError as exc:
+        print(f"\ndemo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
