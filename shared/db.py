@@ -7,8 +7,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import ROOT, Settings
@@ -78,14 +79,32 @@ def ensure_database(url: str) -> None:
     if not parsed.drivername.startswith("postgresql"):
         return
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    query = text("SELECT 1 FROM pg_database WHERE datname = :n")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                  {"n": parsed.database}).scalar()
-            if not exists:
+            if conn.execute(query, {"n": parsed.database}).scalar():
+                return
+            try:
                 conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+            except DBAPIError:
+                # Two processes starting at once (an API's gunicorn workers, or an API and its
+                # worker) both saw no database; one CREATE wins and the other fails on the
+                # catalogue's unique index. Only a database that still does not exist is an error.
+                if not conn.execute(query, {"n": parsed.database}).scalar():
+                    raise
     finally:
         admin.dispose()
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """`metadata.create_all` that several processes may run at once: serialised by an advisory
+    lock on PostgreSQL and by an IMMEDIATE transaction on SQLite, so none fails on a table
+    another has just created. (Services use Alembic; this is for stand-ins such as the gateway.)"""
+    with writer(engine).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                         {"k": "create_tables:" + ",".join(sorted(metadata.tables))})
+        metadata.create_all(conn)
 
 
 def drop_database(url: str) -> None:

@@ -71,7 +71,7 @@ class Result:
 class SimulatedGateway:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)  # a stand-in for an external provider: no migrations
+        db.create_tables(engine, metadata)  # a stand-in for an external provider: no migrations
 
     def charge(self, key: str, token: str, amount_cents: int) -> Result:
         return self._call("charge", key, token, amount_cents)
