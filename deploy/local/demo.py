@@ -286,8 +286,8 @@ class Demo:
         [payment] = self.payments(down)
         say(f"   Dee: {e['status']}, payment {payment['status']} after "
             f"{payment['gateway_attempts']} gateway attempts")
-        say(f"\nDemo complete. Emails are in {shown(self.settings.var_dir / 'mail')}/, "
-            f"logs in {shown(self.settings.var_dir / 'log')}/.")
+        say(f"\nDemo complete. The emails are in {shown(self.settings.var_dir / 'mail')}/; every "
+            "process logs to the terminal of `make up`, one JSON line per event handled.")
 
     def summary(self) -> None:
         step("Summary")
