@@ -1,4 +1,4 @@
-"""`school`: look at the queues and their dead-letter queues, and redrive them."""
+"""`school`: provision the queues, look at them and their dead-letter queues, redrive them."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def status(settings: Settings, sqs: Any, out: Any = sys.stdout) -> int:
     for r in rows:
         print(f"{r.name:<{width}}  {r.visible:>7}  {r.in_flight:>9}  {_age(r.oldest_age):>6}",
               file=out)
+    return 0
+
+
+def provision(settings: Settings, sqs: Any, out: Any = sys.stdout) -> int:
+    from shared.provision import Provisioner
+    report = Provisioner(sqs, aws.client("sns", settings), settings.school_env,
+                         say=lambda text: print(f"  {text}", file=out, flush=True)).run()
+    print(f"{len(report.queues)} queues with their DLQs and 1 topic in {settings.school_env!r}: "
+          + (f"{len(report.changes)} change(s)" if report.changed else "nothing to change"),
+          file=out)
     return 0
 
 
@@ -152,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="school", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="every queue and DLQ: visible, in flight, oldest message age")
+    sub.add_parser("provision", help="create or update the topic, queues and DLQs of SCHOOL_ENV "
+                                     "(idempotent; what `make up` does, for other hosts)")
     dlq = sub.add_parser("dlq", help="dead-letter queues").add_subparsers(dest="action",
                                                                            required=True)
     names = [q.name for q in TOPOLOGY.queues]
@@ -169,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sqs = aws.client("sqs", settings)
         if args.command == "status":
             return status(settings, sqs)
+        if args.command == "provision":
+            return provision(settings, sqs)
         spec = TOPOLOGY.queue(args.queue)
         action = dlq_list if args.action == "list" else dlq_redrive
         return action(settings, sqs, spec)

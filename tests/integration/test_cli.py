@@ -93,3 +93,19 @@ def test_an_unknown_queue_is_a_clear_error() -> None:
     result = school("dlq", "redrive", "no-such-queue")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr and "payment-requests.fifo" in result.stderr
+
+
+def test_provision_creates_the_topology_once(sqs, settings, localstack_endpoint):
+    env_name = f"{settings.school_env}-prov"
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SCHOOL, "provision"], capture_output=True, text=True, timeout=120,
+                              env=os.environ | {"SCHOOL_ENV": env_name})
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert f"created queue {physical(env_name, 'payment-requests-dlq.fifo')}" in first.stdout
+    urls = sqs.list_queues(QueueNamePrefix=env_name)["QueueUrls"]
+    assert len(urls) == 2 * len(TOPOLOGY.queues)
+    second = run()
+    assert second.returncode == 0 and "nothing to change" in second.stdout, second.stdout
