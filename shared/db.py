@@ -8,9 +8,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from shared.settings import ROOT, Settings
 
@@ -22,9 +23,11 @@ def database_url(service: str, settings: Settings, env: dict[str, str] | None = 
     if explicit:
         return explicit
     if settings.db == "postgres":
-        auth = settings.pg_user + (f":{settings.pg_password}" if settings.pg_password else "")
-        return (f"postgresql+psycopg://{auth}@{settings.pg_host}:{settings.pg_port}"
-                f"/school_{service}")
+        # URL.create escapes the credentials: a generated password may hold '@', '/' or ':'.
+        return URL.create("postgresql+psycopg", username=settings.pg_user,
+                          password=settings.pg_password or None, host=settings.pg_host,
+                          port=settings.pg_port, database=f"school_{service}",
+                          ).render_as_string(hide_password=False)
     return f"sqlite:///{settings.var_dir / 'db' / f'{service}.sqlite'}"
 
 
@@ -132,6 +135,18 @@ def alembic_config(service: str, url: str) -> Config:
 
 
 def migrate(service: str, url: str) -> None:
-    """Create the database if needed and upgrade it to the newest revision."""
+    """Create the database if needed and upgrade it to the newest revision.
+
+    On PostgreSQL an advisory lock makes concurrent runs (the migrate containers of an API task
+    and a worker task starting together) take turns: the second finds the work done."""
     ensure_database(url)
-    command.upgrade(alembic_config(service, url), "head")
+    if not make_url(url).drivername.startswith("postgresql"):
+        command.upgrade(alembic_config(service, url), "head")
+        return
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as lock:  # the lock is released when this session ends
+            lock.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"migrate:{service}"})
+            command.upgrade(alembic_config(service, url), "head")
+    finally:
+        engine.dispose()
