@@ -11,7 +11,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down demo status test test-unit bench-grading lint typecheck clean
+.PHONY: help venv up down demo status test test-unit bench-grading lint typecheck clean \
+        synth deploy diff
 
 help: ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,8 +62,37 @@ bench-grading: venv ## grading throughput: grouped by student vs by assignment (
 lint: $(BIN)/.installed ## ruff on everything
 	@$(BIN)/ruff check .
 
-typecheck: $(BIN)/.installed ## mypy on the shared library
-	@$(BIN)/mypy shared
+typecheck: $(BIN)/.installed ## mypy on the shared library and the CDK app
+	@$(BIN)/mypy shared deploy/aws
 
-clean: ## remove var/ (databases, mail, logs) and both virtual environments
-	rm -rf var $(VENV) $(LSVENV)
+# --- AWS (README: Deploying to AWS) ------------------------------------------------------------
+# The CDK CLI runs from the npm registry at a pinned version that reads the cloud assembly of
+# the pinned aws-cdk-lib (pyproject.toml); it needs Node.js, which jsii needs for synth anyway.
+CDK := npx --yes aws-cdk@2.1148.1
+DEPLOY_ENV ?= prod
+STACKS := platform messaging enrollment payment assignment notification analytics
+export DEPLOY_ENV
+# jsii prints a long warning on every run under Node 20, which it still runs on (README).
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
+
+synth: $(BIN)/.installed ## synthesize every AWS stack into cdk.out/ (offline, no credentials)
+	@command -v node >/dev/null || { echo "make synth: the CDK needs Node.js on PATH" >&2; exit 2; }
+	@$(BIN)/python -m deploy.aws.app
+
+deploy: ## cdk deploy of one stack: SERVICE=<service>, or platform / messaging (first)
+	$(call cdk,deploy)
+
+diff: ## cdk diff of one stack against what is deployed: SERVICE=<name> as for deploy
+	$(call cdk,diff)
+
+define cdk
+@case " $(STACKS) " in *" $(SERVICE) "*) ;; *) \
+  echo "make $(1): SERVICE must name one stack: $(STACKS) (got '$(SERVICE)')" >&2; exit 2;; esac
+@$(MAKE) --no-print-directory synth
+@command -v npx >/dev/null || { echo "make $(1): the CDK CLI needs npx (Node.js)" >&2; exit 2; }
+@echo "[$(1)] School-$(DEPLOY_ENV)-$(SERVICE) with the CDK CLI ($(CDK))"
+@$(CDK) $(1) --app cdk.out School-$(DEPLOY_ENV)-$(SERVICE) --exclusively $(CDK_ARGS)
+endef
+
+clean: ## remove var/ (databases, mail, logs), cdk.out/ and both virtual environments
+	rm -rf var cdk.out $(VENV) $(LSVENV)

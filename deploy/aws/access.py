@@ -1,0 +1,45 @@
+"""What each service may do on SQS and SNS, derived from the topology and the event catalogue.
+
+The task roles of the service stacks are built from this, and the tests check the synthesized
+policies against it, so a queue added to the topology changes the permissions with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import CATALOGUE
+from shared.topology import TOPOLOGY, Topology
+
+# A consumer receives, settles and extends its messages; GetQueueUrl resolves the URL at start-up.
+CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+           "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+# The consumer runtime dead-letters poison messages itself, with a reason, into the DLQ.
+DEAD_LETTER = ("sqs:SendMessage", "sqs:GetQueueUrl")
+SEND = ("sqs:SendMessage", "sqs:GetQueueUrl")
+# The relay resolves the topic's ARN with CreateTopic (idempotent: it returns the existing topic)
+# and publishes in batches (sns:Publish authorises PublishBatch).
+PUBLISH = ("sns:Publish", "sns:CreateTopic")
+
+
+@dataclass(frozen=True)
+class Access:
+    service: str
+    consumes: tuple[str, ...]  # logical queue names it receives from
+    dead_letters: tuple[str, ...]  # logical DLQ names it sends poison messages to
+    sends: tuple[str, ...]  # logical queue names it sends to directly
+    publishes: bool  # whether it publishes to the topic
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue the service touches (its /readyz looks them up)."""
+        return tuple(sorted({*self.consumes, *self.dead_letters, *self.sends}))
+
+
+def access(service: str, topology: Topology = TOPOLOGY) -> Access:
+    consumed = topology.consumed_by(service)
+    produced = CATALOGUE.produced_by(service)
+    sends = sorted({q.name for event_type in produced
+                    for q in topology.direct_destinations(event_type)})
+    return Access(service, tuple(q.name for q in consumed), tuple(q.dlq_name for q in consumed),
+                  tuple(sends), bool(produced))

@@ -1,0 +1,164 @@
+"""One stack per service, so each deploys alone (`make deploy SERVICE=payment`).
+
+It holds the service's API (Fargate behind a load balancer, health-checked on /healthz), its
+worker (Fargate, scaled on the backlog per task of the queue it consumes), one task role with
+exactly the SQS and SNS actions the topology gives the service, its own PostgreSQL (credentials
+generated into Secrets Manager), a migration container that must succeed before a new task's API
+or worker starts, and its logs.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_ecs_patterns as patterns
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from constructs import Construct
+
+from deploy.aws.access import CONSUME, DEAD_LETTER, PUBLISH, SEND, Access, access
+from deploy.aws.messaging import MessagingStack
+from deploy.aws.platform import PlatformStack
+from shared.settings import PORTS, ROOT
+from shared.topology import TOPOLOGY, physical
+
+# The worker adds a task above this many waiting messages per task, and removes one below the
+# lower bound (each task handles SCHOOL_CONSUMER_CONCURRENCY messages at once).
+BACKLOG_PER_TASK = (10, 100, 500)
+MAX_WORKERS = 10
+
+
+class ServiceStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, env_name: str, service: str,
+                 platform: PlatformStack, messaging: MessagingStack, smtp: tuple[str, int],
+                 **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.env_name, self.service = env_name, service
+        self.add_stack_dependency(messaging)  # its queues must exist before its tasks start
+        self.access = access(service)
+        self.role = iam.Role(self, "TaskRole",
+                             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                             description=f"{service}: only what the topology gives it")
+        for statement in self.statements(self.access):
+            self.role.add_to_policy(statement)
+
+        self.database = rds.DatabaseInstance(
+            self, "Database", engine=rds.DatabaseInstanceEngine.postgres(
+                version=rds.PostgresEngineVersion.VER_17_6),
+            instance_type=ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
+            vpc=platform.vpc, vpc_subnets=ec2.SubnetSelection(
+                subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            credentials=rds.Credentials.from_generated_secret(
+                "school", secret_name=f"school/{env_name}/{service}/database"),
+            database_name=f"school_{service}", allocated_storage=20, storage_encrypted=True,
+            backup_retention=Duration.days(7), removal_policy=RemovalPolicy.SNAPSHOT)
+        self.logs = logs.LogGroup(self, "Logs", log_group_name=f"/school/{env_name}/{service}",
+                                  retention=logs.RetentionDays.ONE_MONTH,
+                                  removal_policy=RemovalPolicy.DESTROY)
+        # The build context is the repository; CDK applies its .dockerignore when staging it.
+        image = ecs.ContainerImage.from_asset(
+            str(ROOT), file="deploy/docker/Dockerfile", build_args={"SERVICE": service},
+            platform=ecr_assets.Platform.LINUX_AMD64)
+        environment = self.container_environment(smtp)
+
+        api_task = self.task("ApiTask", "api", image, environment)
+        self.api = patterns.ApplicationLoadBalancedFargateService(
+            self, "Api", cluster=platform.cluster, task_definition=api_task, desired_count=2,
+            public_load_balancer=True, circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            health_check_grace_period=Duration.seconds(60), min_healthy_percent=100)
+        self.api.target_group.configure_health_check(path="/healthz", healthy_http_codes="200")
+        self.database.connections.allow_default_port_from(self.api.service)
+
+        self.worker = ecs.FargateService(
+            self, "Worker", cluster=platform.cluster,
+            task_definition=self.task("WorkerTask", "worker", image, environment),
+            desired_count=1, min_healthy_percent=100,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True))
+        self.database.connections.allow_default_port_from(self.worker)
+        self.scale_worker(platform.cluster)
+
+    def statements(self, needs: Access) -> list[iam.PolicyStatement]:
+        """Named actions on named resources only: no wildcard action, no `Resource: *`."""
+        def arns(service: str, names: tuple[str, ...]) -> list[str]:
+            return [self.format_arn(service=service, resource=physical(self.env_name, name))
+                    for name in names]
+
+        statements = []
+        if needs.consumes:
+            statements.append(iam.PolicyStatement(sid="ConsumeOwnQueue", actions=list(CONSUME),
+                                                  resources=arns("sqs", needs.consumes)))
+            statements.append(iam.PolicyStatement(sid="DeadLetterPoison",
+                                                  actions=list(DEAD_LETTER),
+                                                  resources=arns("sqs", needs.dead_letters)))
+        if needs.sends:
+            statements.append(iam.PolicyStatement(sid="SendToDestinations", actions=list(SEND),
+                                                  resources=arns("sqs", needs.sends)))
+        if needs.publishes:
+            statements.append(iam.PolicyStatement(
+                sid="PublishToTopic", actions=list(PUBLISH),
+                resources=arns("sns", (TOPOLOGY.topic.name,))))
+        return statements
+
+    def container_environment(self, smtp: tuple[str, int]) -> dict[str, str]:
+        """The variables `make up` sets, with AWS's values (shared/settings.py reads them)."""
+        env = {"SCHOOL_ENV": self.env_name, "AWS_DEFAULT_REGION": self.region, "DB": "postgres",
+               "BIND_HOST": "0.0.0.0", f"{self.service.upper()}_PORT": str(PORTS[self.service]),
+               "LOG_LEVEL": "INFO"}
+        if self.service == "notification":
+            env |= {"SMTP_HOST": smtp[0], "SMTP_PORT": str(smtp[1])}
+        return env
+
+    def task(self, construct_id: str, role: str, image: ecs.ContainerImage,
+             environment: dict[str, str]) -> ecs.FargateTaskDefinition:
+        """A task whose `migrate` container must succeed before its `role` container starts."""
+        task = ecs.FargateTaskDefinition(self, construct_id, cpu=256, memory_limit_mib=512,
+                                         task_role=self.role)
+        assert self.database.secret is not None
+        secrets = {variable: ecs.Secret.from_secrets_manager(self.database.secret, field)
+                   for variable, field in (("PGHOST", "host"), ("PGPORT", "port"),
+                                           ("PGUSER", "username"), ("PGPASSWORD", "password"))}
+
+        def container(name: str, command: str, essential: bool) -> ecs.ContainerDefinition:
+            return task.add_container(
+                name, image=image, essential=essential, environment=environment,
+                secrets=secrets, command=["python", "-m", "shared.serve", command, self.service],
+                logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=self.logs),
+                stop_timeout=Duration.seconds(30))
+
+        migrate = container("migrate", "migrate", essential=False)
+        main = container(role, role, essential=True)
+        main.add_container_dependencies(ecs.ContainerDependency(
+            container=migrate, condition=ecs.ContainerDependencyCondition.SUCCESS))
+        if role == "api":
+            main.add_port_mappings(ecs.PortMapping(container_port=PORTS[self.service]))
+        return task
+
+    def scale_worker(self, cluster: ecs.ICluster) -> None:
+        """Step scaling on the backlog per task: visible messages / running worker tasks."""
+        [queue] = self.access.consumes
+        visible = cloudwatch.Metric(
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions_map={"QueueName": physical(self.env_name, queue)},
+            statistic="Maximum", period=Duration.minutes(1))
+        tasks = cloudwatch.Metric(
+            namespace="ECS/ContainerInsights", metric_name="RunningTaskCount",
+            dimensions_map={"ClusterName": cluster.cluster_name,
+                            "ServiceName": self.worker.service_name},
+            statistic="Average", period=Duration.minutes(1))
+        backlog = cloudwatch.MathExpression(
+            expression="IF(tasks > 0, visible / tasks, visible)",
+            using_metrics={"visible": visible, "tasks": tasks}, period=Duration.minutes(1),
+            label=f"{queue} backlog per worker task")
+        low, high, surge = BACKLOG_PER_TASK
+        self.worker.auto_scale_task_count(min_capacity=1, max_capacity=MAX_WORKERS).scale_on_metric(
+            "BacklogPerTask", metric=backlog,
+            adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            scaling_steps=[autoscaling.ScalingInterval(upper=low, change=-1),
+                           autoscaling.ScalingInterval(lower=high, change=+1),
+                           autoscaling.ScalingInterval(lower=surge, change=+3)],
+            cooldown=Duration.minutes(2))

@@ -1,0 +1,263 @@
+"""The AWS stacks, as synthesized: resources and properties, and each service's permissions
+checked against the topology itself (DESIGN section 9)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.events import CATALOGUE
+from shared.settings import PORTS, SERVICES
+from shared.topology import TOPOLOGY, physical
+from tests.deploy.conftest import ENV
+
+QUEUE_ACTIONS = ("sqs:", "sns:")
+
+
+def of_type(template: Any, kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = template.find_resources(kind)
+    return found
+
+
+def arn_name(resource: Any) -> str:
+    """The last part of an ARN, literal or built with Fn::Join: the queue or topic name."""
+    if isinstance(resource, dict) and "Fn::Join" in resource:
+        resource = "".join(p for p in resource["Fn::Join"][1] if isinstance(p, str))
+    assert isinstance(resource, str), resource
+    return resource.rsplit(":", 1)[-1]
+
+
+def statements(template: Any) -> list[dict[str, Any]]:
+    found = []
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"]
+            resources = statement["Resource"]
+            found.append({"actions": actions if isinstance(actions, list) else [actions],
+                          "resources": resources if isinstance(resources, list) else [resources],
+                          "effect": statement["Effect"]})
+    return found
+
+
+def grants(template: Any) -> set[tuple[str, str]]:
+    """(action, queue or topic name) for every SQS and SNS action allowed in the stack."""
+    return {(action, arn_name(resource)) for s in statements(template) if s["effect"] == "Allow"
+            for action in s["actions"] if action.startswith(QUEUE_ACTIONS)
+            for resource in s["resources"]}
+
+
+def name(logical: str) -> str:
+    return physical(ENV, logical)
+
+
+def test_every_stack_is_synthesized(templates: dict[str, Any]) -> None:
+    assert set(templates) == {"platform", "messaging", *SERVICES}
+
+
+def test_platform_has_a_vpc_over_two_zones_and_a_cluster(templates: dict[str, Any]) -> None:
+    platform = templates["platform"]
+    platform.resource_count_is("AWS::EC2::VPC", 1)
+    platform.resource_count_is("AWS::EC2::Subnet", 4)  # public and private in 2 AZs
+    platform.has_resource_properties("AWS::ECS::Cluster", {"ClusterName": f"school-{ENV}"})
+
+
+def test_queues_match_the_topology(templates: dict[str, Any]) -> None:
+    queues = of_type(templates["messaging"], "AWS::SQS::Queue")
+    by_name = {q["Properties"]["QueueName"]: (logical, q["Properties"])
+               for logical, q in queues.items()}
+    assert set(by_name) == {name(n) for spec in TOPOLOGY.queues
+                            for n in (spec.name, spec.dlq_name)}
+    for spec in TOPOLOGY.queues:
+        main_id, main = by_name[name(spec.name)]
+        dlq_id, dlq = by_name[name(spec.dlq_name)]
+        assert main["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+                                         "maxReceiveCount": spec.max_receive_count}
+        assert main["VisibilityTimeout"] == spec.visibility_timeout
+        assert main["ReceiveMessageWaitTimeSeconds"] == 20
+        assert main["MessageRetentionPeriod"] == 4 * 24 * 3600
+        assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+        for props in (main, dlq):
+            assert props["SqsManagedSseEnabled"] is True
+            assert props.get("FifoQueue", False) is spec.fifo
+            assert "ContentBasedDeduplication" not in props  # the outbox sets dedup ids
+
+
+def denies_without_tls(policy: dict[str, Any]) -> bool:
+    return any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport":
+                                                                     "false"}}
+               for s in policy["PolicyDocument"]["Statement"])
+
+
+def test_every_queue_and_the_topic_refuse_requests_without_tls(
+        templates: dict[str, Any]) -> None:
+    messaging = templates["messaging"]
+    queues = of_type(messaging, "AWS::SQS::Queue")
+    covered = set()
+    for policy in of_type(messaging, "AWS::SQS::QueuePolicy").values():
+        if denies_without_tls(policy["Properties"]):
+            covered |= {ref["Ref"] for ref in policy["Properties"]["Queues"]}
+    assert covered == set(queues)
+    [topic_policy] = of_type(messaging, "AWS::SNS::TopicPolicy").values()
+    assert denies_without_tls(topic_policy["Properties"])
+
+
+def test_subscriptions_deliver_raw_and_filter_notifications(templates: dict[str, Any]) -> None:
+    messaging = templates["messaging"]
+    messaging.has_resource_properties("AWS::SNS::Topic", {"TopicName": name("school-events")})
+    subs = list(of_type(messaging, "AWS::SNS::Subscription").values())
+    assert len(subs) == len([q for q in TOPOLOGY.queues if q.subscribed]) == 2
+    assert all(s["Properties"]["RawMessageDelivery"] is True for s in subs)
+    filters = [s["Properties"].get("FilterPolicy") for s in subs]
+    notifying = TOPOLOGY.queue("notifications").filter_events
+    assert notifying is not None
+    assert sorted(filters, key=json.dumps) == sorted(
+        [None, {"event_type": sorted(notifying)}], key=json.dumps)
+
+
+def test_alarms_watch_every_dlq_and_every_queue_s_oldest_message(
+        templates: dict[str, Any]) -> None:
+    alarms = [a["Properties"] for a in of_type(templates["messaging"],
+                                               "AWS::CloudWatch::Alarm").values()]
+    watched = {(a["MetricName"], a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]) for a in alarms}
+    queues = of_type(templates["messaging"], "AWS::SQS::Queue")
+    ids = {q["Properties"]["QueueName"]: logical for logical, q in queues.items()}
+    assert watched == (
+        {("ApproximateAgeOfOldestMessage", ids[name(q.name)]) for q in TOPOLOGY.queues}
+        | {("ApproximateNumberOfMessagesVisible", ids[name(q.dlq_name)])
+           for q in TOPOLOGY.queues})
+    depth = [a for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    assert all(a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold"
+               for a in depth)
+
+
+def expected_grants(service: str) -> set[tuple[str, str]]:
+    """What DESIGN section 9 gives a service, computed here from the topology and catalogue."""
+    wanted = set()
+    for spec in TOPOLOGY.queues:
+        if spec.consumer == service:
+            wanted |= {(a, name(spec.name)) for a in (
+                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes", "sqs:GetQueueUrl")}
+            wanted |= {(a, name(spec.dlq_name)) for a in ("sqs:SendMessage", "sqs:GetQueueUrl")}
+    for event_type in CATALOGUE.produced_by(service):
+        wanted |= {("sns:Publish", name("school-events")),
+                   ("sns:CreateTopic", name("school-events"))}
+        for spec in TOPOLOGY.queues:
+            if event_type in spec.events:
+                wanted |= {(a, name(spec.name)) for a in ("sqs:SendMessage", "sqs:GetQueueUrl")}
+    return wanted
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_task_role_has_exactly_what_the_topology_gives(
+        templates: dict[str, Any], service: str) -> None:
+    assert grants(templates[service]) == expected_grants(service)
+
+
+def test_payment_receives_only_its_own_queue_and_cannot_send_to_submissions(
+        templates: dict[str, Any]) -> None:
+    payment = grants(templates["payment"])
+    assert {q for a, q in payment if a == "sqs:ReceiveMessage"} == {
+        name("payment-requests.fifo")}
+    assert ("sqs:SendMessage", name("assignment-submissions.fifo")) not in payment
+    assert ("sqs:SendMessage", name("enrollment-payment-results.fifo")) in payment
+    assert not [g for g in grants(templates["analytics"]) if g[0].startswith("sns:")]
+
+
+@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES])
+def test_no_wildcard_actions_and_no_queue_action_on_everything(
+        templates: dict[str, Any], stack: str) -> None:
+    for s in statements(templates[stack]):
+        assert not any("*" in action for action in s["actions"]
+                       if action.startswith(QUEUE_ACTIONS)), s
+        if any(action.startswith(QUEUE_ACTIONS) for action in s["actions"]):
+            assert "*" not in s["resources"], s
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_stack_runs_api_and_worker_with_migrations_first(
+        templates: dict[str, Any], service: str) -> None:
+    stack = templates[service]
+    stack.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup",
+                                  {"HealthCheckPath": "/healthz", "Port": 80})
+    stack.resource_count_is("AWS::ECS::Service", 2)
+    services = of_type(stack, "AWS::ECS::Service").values()
+    assert all(s["Properties"]["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
+               == {"Enable": True, "Rollback": True} for s in services)
+    tasks = of_type(stack, "AWS::ECS::TaskDefinition").values()
+    roles = set()
+    for task in tasks:
+        containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+        assert containers["migrate"]["Command"] == ["python", "-m", "shared.serve", "migrate",
+                                                    service]
+        assert containers["migrate"]["Essential"] is False
+        [role] = set(containers) - {"migrate"}
+        roles.add(role)
+        main = containers[role]
+        assert main["Command"] == ["python", "-m", "shared.serve", role, service]
+        assert main["DependsOn"] == [{"Condition": "SUCCESS", "ContainerName": "migrate"}]
+        env = {e["Name"]: e["Value"] for e in main["Environment"]}
+        assert env["SCHOOL_ENV"] == ENV and env["DB"] == "postgres"
+        assert env[f"{service.upper()}_PORT"] == str(PORTS[service])
+        assert ("SMTP_HOST" in env) is (service == "notification")
+        assert {s["Name"] for s in main["Secrets"]} == {"PGHOST", "PGPORT", "PGUSER",
+                                                        "PGPASSWORD"}
+        assert main["LogConfiguration"]["LogDriver"] == "awslogs"
+        if role == "api":
+            assert main["PortMappings"][0]["ContainerPort"] == PORTS[service]
+    assert roles == {"api", "worker"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_has_its_own_database_and_logs(templates: dict[str, Any],
+                                                    service: str) -> None:
+    stack = templates[service]
+    stack.has_resource_properties("AWS::RDS::DBInstance", {
+        "DBName": f"school_{service}", "Engine": "postgres", "StorageEncrypted": True,
+        "DBInstanceClass": "db.t4g.micro"})
+    [database] = of_type(stack, "AWS::RDS::DBInstance").values()
+    assert database["Properties"].get("PubliclyAccessible") in (None, False)
+    assert database["DeletionPolicy"] == "Snapshot"
+    # reachable only from the service's own tasks: one ingress rule each for the API and worker
+    rules = [r["Properties"] for r in of_type(stack, "AWS::EC2::SecurityGroupIngress").values()
+             if r["Properties"].get("FromPort") == 5432 or "Endpoint.Port" in json.dumps(r)]
+    assert len(rules) == 2 and all("SourceSecurityGroupId" in r for r in rules)
+    stack.has_resource_properties("AWS::SecretsManager::Secret", {
+        "Name": f"school/{ENV}/{service}/database"})
+    [secret] = of_type(stack, "AWS::SecretsManager::Secret").values()
+    assert "GenerateSecretString" in secret["Properties"]
+    stack.has_resource_properties("AWS::Logs::LogGroup", {
+        "LogGroupName": f"/school/{ENV}/{service}", "RetentionInDays": 30})
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_worker_scales_on_backlog_per_task(templates: dict[str, Any],
+                                               service: str) -> None:
+    stack = templates[service]
+    stack.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget",
+                                  {"MinCapacity": 1, "MaxCapacity": 10})
+    alarms = [a["Properties"] for a in of_type(stack, "AWS::CloudWatch::Alarm").values()]
+    [queue] = [q.name for q in TOPOLOGY.queues if q.consumer == service]
+    assert len(alarms) == 2  # the scale-out and the scale-in alarm
+    for alarm in alarms:
+        queries = {m["Id"]: m for m in alarm["Metrics"]}
+        assert "visible / tasks" in queries[next(i for i in queries if "expr" in i)][
+            "Expression"]
+        visible = queries["visible"]["MetricStat"]["Metric"]
+        assert visible["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert visible["Dimensions"] == [{"Name": "QueueName", "Value": name(queue)}]
+
+
+def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:
+    paths = sorted(str(p) for p in assembly_dir.glob("*.template.json"))
+    assert len(paths) == 2 + len(SERVICES)
+    lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--format",
+                           "parseable", *paths], capture_output=True, text=True, timeout=300)
+    errors = [line for line in lint.stdout.splitlines() if ":E" in line]
+    assert errors == [], lint.stdout
+    assert lint.returncode & 2 == 0, lint.stdout + lint.stderr  # cfn-lint's "errors" bit
