@@ -46,6 +46,12 @@ class MessagingStack(Stack):
             visibility_timeout=Duration.seconds(spec.visibility_timeout),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count,
                                                   queue=dlq))
+        # Further SQS attributes of the spec (the provisioner sets them on the queue as they are);
+        # CloudFormation's queue properties carry the same names.
+        cfn_queue = queue.node.default_child
+        assert isinstance(cfn_queue, sqs.CfnQueue)
+        for key, value in spec.attributes.items():
+            cfn_queue.add_property_override(key, int(value) if value.isdigit() else value)
         self.queues[spec.name], self.queues[spec.dlq_name] = queue, dlq
         if spec.subscribed:
             policy = None if spec.filter_events is None else {

@@ -44,8 +44,10 @@ def healthy(endpoint: str) -> bool:
     return all(services.get(s) in ("available", "running") for s in ("sqs", "sns"))
 
 
-def start(endpoint: str, state_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start LocalStack listening at the endpoint's host and port, in its own process group."""
+def start(endpoint: str, state_dir: Path, log_path: Path,
+          services: tuple[str, ...] = ("sqs", "sns")) -> subprocess.Popen[bytes]:
+    """Start LocalStack listening at the endpoint's host and port, in its own process group,
+    with only the given services (the stack needs SQS and SNS; a test may ask for more)."""
     if not VENV_PYTHON.exists():
         raise FileNotFoundError(f"{VENV_PYTHON.relative_to(ROOT)} is missing: run `make venv`")
     address = urlsplit(endpoint)
@@ -54,7 +56,7 @@ def start(endpoint: str, state_dir: Path, log_path: Path) -> subprocess.Popen[by
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
     env |= {
         "GATEWAY_LISTEN": f"{address.hostname}:{address.port or 4566}",
-        "SERVICES": "sqs,sns",
+        "SERVICES": ",".join(services),
         "EAGER_SERVICE_LOADING": "1",
         "DNS_ADDRESS": "0",
         "FILESYSTEM_ROOT": str(state_dir),

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
 
+from deploy.aws.messaging import MessagingStack
 from shared.events import CATALOGUE
 from shared.settings import PORTS, SERVICES
-from shared.topology import TOPOLOGY, physical
+from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
 from tests.deploy.conftest import ENV
 
 QUEUE_ACTIONS = ("sqs:", "sns:")
@@ -261,3 +264,14 @@ def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:
     errors = [line for line in lint.stdout.splitlines() if ":E" in line]
     assert errors == [], lint.stdout
     assert lint.returncode & 2 == 0, lint.stdout + lint.stderr  # cfn-lint's "errors" bit
+
+
+def test_a_queue_s_further_attributes_reach_its_template() -> None:
+    """A spec's extra SQS attributes (none in the topology today) are not silently dropped."""
+    spec = QueueSpec("jobs.fifo", "analytics", 4, 30, events=("student.registered",),
+                     group_by=("student_id",),
+                     attributes={"DeduplicationScope": "messageGroup", "DelaySeconds": "5"})
+    stack = MessagingStack(App(), "Probe", env_name="t1",
+                           topology=Topology(topic=TOPOLOGY.topic, queues=(spec,)))
+    Template.from_stack(stack).has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": "t1-jobs.fifo", "DeduplicationScope": "messageGroup", "DelaySeconds": 5})

@@ -13,10 +13,11 @@ POSTGRES_IMAGE = "postgres:16-alpine"
 
 
 @contextmanager
-def localstack_container() -> Iterator[str]:
+def localstack_container(*services: str) -> Iterator[str]:
     from testcontainers.localstack import LocalStackContainer
 
-    with LocalStackContainer(LOCALSTACK_IMAGE).with_services("sqs", "sns") as container:
+    with LocalStackContainer(LOCALSTACK_IMAGE).with_services(
+            *(services or ("sqs", "sns"))) as container:
         yield container.get_url()
 
 

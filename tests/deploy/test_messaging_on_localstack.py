@@ -1,0 +1,143 @@
+"""The synthesized messaging stack, deployed by CloudFormation: LocalStack's, on a LocalStack of
+its own with CloudFormation, CloudWatch and SSM besides SQS and SNS (the other stacks need ECS and
+RDS, which LocalStack's community edition does not have). What CloudFormation builds from the
+template must be what `make up` provisions from the topology, and must behave like it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from deploy.local.localstack import free_port
+from shared.provision import Provisioner
+from shared.topology import TOPOLOGY, physical
+from tests.deploy.conftest import ENV
+
+pytestmark = pytest.mark.integration
+SERVICES = ("sqs", "sns", "cloudformation", "cloudwatch", "ssm")
+STACK = f"School-{ENV}-messaging"
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("STACK") == "containers":
+        from tests.support.containers import localstack_container
+        with localstack_container(*SERVICES) as url:
+            yield url
+        return
+    from deploy.local import localstack
+    url = f"http://127.0.0.1:{free_port()}"
+    state = tmp_path_factory.mktemp("localstack-cfn")
+    proc = localstack.start(url, state, state / "localstack.log", services=SERVICES)
+    try:
+        localstack.wait_healthy(url, proc, timeout=120)
+        yield url
+    finally:
+        localstack.stop_group(proc.pid)
+
+
+@pytest.fixture(scope="module")
+def clients(endpoint: str) -> dict[str, Any]:
+    kwargs = {"endpoint_url": endpoint, "region_name": "us-east-1",
+              "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    return {name: boto3.client(name, **kwargs) for name in SERVICES}  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="module")
+def deployed(clients: dict[str, Any], assembly_dir: Path) -> dict[str, Any]:
+    """Deploy the template as `cdk deploy` would, after the bootstrap stack's version parameter
+    that every CDK template checks."""
+    clients["ssm"].put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30",
+                                 Type="String", Overwrite=True)
+    cfn = clients["cloudformation"]
+    cfn.create_stack(StackName=STACK,
+                     TemplateBody=(assembly_dir / f"{STACK}.template.json").read_text())
+    deadline = time.monotonic() + 120
+    while True:
+        stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+        if not stack["StackStatus"].endswith("IN_PROGRESS") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        events = cfn.describe_stack_events(StackName=STACK)["StackEvents"][:10]
+        pytest.fail(f"{STACK}: {stack['StackStatus']}: "
+                    + "; ".join(f"{e['LogicalResourceId']} {e['ResourceStatus']} "
+                                f"{e.get('ResourceStatusReason', '')}" for e in events))
+    return clients
+
+
+def url(clients: dict[str, Any], name: str) -> str:
+    found: str = clients["sqs"].get_queue_url(QueueName=physical(ENV, name))["QueueUrl"]
+    return found
+
+
+def receive(clients: dict[str, Any], name: str, wait: int = 2) -> list[dict[str, Any]]:
+    reply = clients["sqs"].receive_message(QueueUrl=url(clients, name), WaitTimeSeconds=wait,
+                                           MaxNumberOfMessages=10,
+                                           MessageAttributeNames=["All"])
+    messages: list[dict[str, Any]] = reply.get("Messages", [])
+    return messages
+
+
+def test_every_queue_refuses_plain_http(deployed: dict[str, Any]) -> None:
+    for spec in TOPOLOGY.queues:
+        for name in (spec.name, spec.dlq_name):
+            policy = json.loads(deployed["sqs"].get_queue_attributes(
+                QueueUrl=url(deployed, name), AttributeNames=["Policy"])["Attributes"]["Policy"])
+            assert {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+                    }.items() <= next(s for s in policy["Statement"]
+                                      if s["Effect"] == "Deny").items(), name
+
+
+def test_the_topic_fans_out_raw_and_filtered(deployed: dict[str, Any]) -> None:
+    topic = deployed["sns"].create_topic(Name=physical(ENV, TOPOLOGY.topic.name))["TopicArn"]
+    for event_type in ("enrollment.confirmed", "submission.received"):
+        deployed["sns"].publish(TopicArn=topic, Message=json.dumps({"event_type": event_type}),
+                                MessageAttributes={"event_type": {"DataType": "String",
+                                                                  "StringValue": event_type}})
+    time.sleep(1)
+    notified = [json.loads(m["Body"])["event_type"] for m in receive(deployed, "notifications")]
+    counted = sorted(json.loads(m["Body"])["event_type"] for m in receive(deployed, "analytics"))
+    assert notified == ["enrollment.confirmed"]  # raw delivery: the body is the event itself
+    assert counted == ["enrollment.confirmed", "submission.received"]
+
+
+def test_a_fifo_message_received_too_often_moves_to_its_dlq(deployed: dict[str, Any]) -> None:
+    [spec] = [q for q in TOPOLOGY.queues if q.name == "payment-requests.fifo"]
+    deployed["sqs"].send_message(QueueUrl=url(deployed, spec.name), MessageBody="{}",
+                                 MessageGroupId="s-1", MessageDeduplicationId="d-1")
+    receives = 0
+    for _ in range(spec.max_receive_count + 2):
+        for message in receive(deployed, spec.name, wait=1):
+            receives += 1  # not deleted: made visible again at once, as a failure would
+            deployed["sqs"].change_message_visibility(
+                QueueUrl=url(deployed, spec.name), ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=0)
+    assert receives == spec.max_receive_count
+    assert len(receive(deployed, spec.dlq_name)) == 1
+
+
+def test_alarms_exist_for_every_queue_and_dlq(deployed: dict[str, Any]) -> None:
+    alarms = deployed["cloudwatch"].describe_alarms()["MetricAlarms"]
+    watched = {(a["MetricName"], a["Dimensions"][0]["Value"]) for a in alarms}
+    assert watched == ({("ApproximateAgeOfOldestMessage", physical(ENV, q.name))
+                        for q in TOPOLOGY.queues}
+                       | {("ApproximateNumberOfMessagesVisible", physical(ENV, q.dlq_name))
+                          for q in TOPOLOGY.queues})
+
+
+def test_make_up_s_provisioner_finds_the_same_queues(deployed: dict[str, Any]) -> None:
+    """The provisioner compares every attribute it sets (retention, long polling, visibility,
+    encryption, redrive target and count, FIFO) and changes only what differs. Against the
+    deployed stack it changes nothing but the two subscribed queues' policies, which on AWS also
+    deny requests without TLS. (Last in this module: it rewrites those two policies.)"""
+    report = Provisioner(deployed["sqs"], deployed["sns"], ENV).run()
+    assert sorted(report.changes) == sorted(
+        f"set Policy on {physical(ENV, q.name)}" for q in TOPOLOGY.queues if q.subscribed)
