@@ -17,7 +17,10 @@ from werkzeug.exceptions import HTTPException
 from shared import logs
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
+
     from shared.runtime import Runtime
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -134,6 +137,18 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
         api.register_blueprint(blueprint)
     app.add_url_rule("/docs/static/<path:name>", "swagger_static",
                      lambda name: send_from_directory(swagger_ui_bundle.swagger_ui_path, name))
+    return app
+
+
+def service_app(service: str, blueprints: Iterable[Blueprint], settings: Settings, *,
+                outbox: Table | None = None, inbox: Table | None = None) -> Flask:
+    """A service's API as its app.py builds it: logging configured, its Runtime (database,
+    outbox, AWS clients) kept in `app.extensions["runtime"]`, and /readyz checking that runtime."""
+    from shared.runtime import Runtime
+    logs.configure(service, settings.log_level)
+    runtime = Runtime.build(service, outbox=outbox, inbox=inbox, settings=settings)
+    app = create_app(service, blueprints, runtime.ready_checks())
+    app.extensions["runtime"] = runtime
     return app
 
 

@@ -30,11 +30,6 @@ class Access:
     sends: tuple[str, ...]  # logical queue names it sends to directly
     publishes: bool  # whether it publishes to the topic
 
-    @property
-    def queues(self) -> tuple[str, ...]:
-        """Every queue the service touches (its /readyz looks them up)."""
-        return tuple(sorted({*self.consumes, *self.dead_letters, *self.sends}))
-
 
 def access(service: str, topology: Topology = TOPOLOGY) -> Access:
     consumed = topology.consumed_by(service)

@@ -29,7 +29,6 @@ class MessagingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.topic = sns.Topic(self, "Topic", topic_name=physical(env_name, topology.topic.name),
                                enforce_ssl=True)
-        self.queues: dict[str, sqs.Queue] = {}
         for spec in topology.queues:
             self._queue(env_name, spec)
 
@@ -52,7 +51,6 @@ class MessagingStack(Stack):
         assert isinstance(cfn_queue, sqs.CfnQueue)
         for key, value in spec.attributes.items():
             cfn_queue.add_property_override(key, int(value) if value.isdigit() else value)
-        self.queues[spec.name], self.queues[spec.dlq_name] = queue, dlq
         if spec.subscribed:
             policy = None if spec.filter_events is None else {
                 "event_type": sns.SubscriptionFilter.string_filter(

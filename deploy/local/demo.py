@@ -21,14 +21,14 @@ from typing import Any
 import requests
 
 from deploy.local import localstack
-from deploy.local.up import shown
+from deploy.local.up import DEFAULT_ENDPOINT, shown
 from shared import aws, cli
 from shared.events import CATALOGUE
+from shared.inspect import QueueState, queue_state
 from shared.serve import port
 from shared.settings import SERVICES, Settings
 from shared.topology import TOPOLOGY, physical
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
 PAYMENT_QUEUE = TOPOLOGY.queue("payment-requests.fifo")
 KEYWORDS = ["queue", "fifo", "group", "idempotent", "retry"]
 ESSAY = ("A fifo queue keeps each group in order, a consumer must be idempotent because "
@@ -139,12 +139,13 @@ class Demo:
             rows := self.school.get("assignment", path, student_id=student["id"]))
             and len(rows) == count and all(r["status"] == "graded" for r in rows) and rows)
 
-    def dead_letters(self) -> int:
+    def queue(self, name: str) -> QueueState:
         url = self.sqs.get_queue_url(QueueName=physical(self.settings.school_env,
-                                                        PAYMENT_QUEUE.dlq_name))["QueueUrl"]
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"])
+                                                        name))["QueueUrl"]
+        return queue_state(self.sqs, url, self.settings)
+
+    def dead_letters(self) -> int:
+        return self.queue(PAYMENT_QUEUE.dlq_name).visible
 
     def outage(self, on: bool) -> None:
         self.school.call("PUT", "payment", "/simulator/gateway", 200, json={"outage": on})
@@ -246,7 +247,9 @@ class Demo:
         after = wait("analytics to absorb the 2 copies", lambda: (
             s := school.get("analytics", "/analytics/summary"))["duplicates_absorbed"]
             >= before["duplicates_absorbed"] + 2 and s)
-        time.sleep(2)  # give the notification worker the same chance to (wrongly) send again
+        # the notification worker has handled the copies too once its queue holds none
+        wait("the notification worker to handle the copies", lambda: (
+            q := self.queue("notifications")).visible + q.in_flight == 0)
         emails = [n for n in self.notifications(ada) if n["event_id"] == copy.event_id]
         if len(emails) != 1:
             raise DemoError(f"expected one email for event {copy.event_id}, found {len(emails)}")

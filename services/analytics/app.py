@@ -5,15 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from services.analytics import api, tables
-from shared import logs, web
-from shared.runtime import Runtime
+from shared import web
 from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure("analytics", settings.log_level)
-    runtime = Runtime.build("analytics", inbox=tables.inbox, settings=settings)
-    app = web.create_app("analytics", [api.blp], runtime.ready_checks())
-    app.extensions["runtime"] = runtime
-    return app
+    return web.service_app("analytics", [api.blp], settings, inbox=tables.inbox)

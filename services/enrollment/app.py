@@ -5,16 +5,11 @@ from __future__ import annotations
 from flask import Flask
 
 from services.enrollment import api, tables
-from shared import logs, web
-from shared.runtime import Runtime
+from shared import web
 from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure("enrollment", settings.log_level)
-    runtime = Runtime.build("enrollment", outbox=tables.outbox, inbox=tables.inbox,
-                            settings=settings)
-    app = web.create_app("enrollment", [api.blp], runtime.ready_checks())
-    app.extensions["runtime"] = runtime
-    return app
+    return web.service_app("enrollment", [api.blp], settings,
+                           outbox=tables.outbox, inbox=tables.inbox)

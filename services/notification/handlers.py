@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
 from services.notification import domain
 from services.notification.tables import contacts, notifications
@@ -21,11 +22,14 @@ from shared.handling import Context, Handler
 log = logging.getLogger(__name__)
 
 
+def has_contact(session: Session, student_id: str) -> bool:
+    return session.execute(select(contacts.c.student_id).where(
+        contacts.c.student_id == student_id)).first() is not None
+
+
 def student_registered(ctx: Context) -> None:
     data = ctx.event.data
-    known = ctx.session.execute(select(contacts.c.student_id).where(
-        contacts.c.student_id == data["student_id"])).first()
-    if known is None:
+    if not has_contact(ctx.session, data["student_id"]):
         ctx.session.execute(insert(contacts).values(
             student_id=data["student_id"], name=data["name"], email=data["email"],
             registered_at=datetime.now(UTC)))
@@ -46,9 +50,7 @@ def notify(ctx: Context) -> None:
         student_id=data["student_id"], correlation_id=event.correlation_id,
         subject=domain.subject(event.event_type, data), data=json.dumps(data),
         status="pending", attempts=0, next_attempt_at=now, created_at=now))
-    known = ctx.session.execute(select(contacts.c.student_id).where(
-        contacts.c.student_id == data["student_id"])).first()
-    if known is None:
+    if not has_contact(ctx.session, data["student_id"]):
         # Standard queues do not keep order: the student.registered event may still be on its
         # way. The row waits; the sender picks it up as soon as the contact exists.
         log.info("no contact yet for student %s: %s email waits for it", data["student_id"],

@@ -6,8 +6,7 @@ from flask import Flask
 
 from services.payment import api, tables
 from services.payment.gateway import SimulatedGateway
-from shared import db, logs, web
-from shared.runtime import Runtime
+from shared import db, web
 from shared.settings import Settings
 
 
@@ -20,12 +19,8 @@ def build_gateway(settings: Settings) -> SimulatedGateway:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure("payment", settings.log_level)
-    runtime = Runtime.build("payment", outbox=tables.outbox, inbox=tables.inbox,
-                            settings=settings)
     controls = [api.simulator] if settings.simulator_controls else []
-    app = web.create_app("payment", [api.blp, *controls],
-                         runtime.ready_checks())
-    app.extensions["runtime"] = runtime
+    app = web.service_app("payment", [api.blp, *controls], settings,
+                          outbox=tables.outbox, inbox=tables.inbox)
     app.extensions["gateway"] = build_gateway(settings)
     return app

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from deploy.local.localstack import free_port
 from shared.provision import Provisioner
 from shared.topology import TOPOLOGY, physical
 from tests.deploy.conftest import ENV
+from tests.support.messages import wait_for
 
 pytestmark = pytest.mark.integration
 SERVICES = ("sqs", "sns", "cloudformation", "cloudwatch", "ssm")
@@ -59,12 +59,12 @@ def deployed(clients: dict[str, Any], assembly_dir: Path) -> dict[str, Any]:
     cfn = clients["cloudformation"]
     cfn.create_stack(StackName=STACK,
                      TemplateBody=(assembly_dir / f"{STACK}.template.json").read_text())
-    deadline = time.monotonic() + 120
-    while True:
-        stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
-        if not stack["StackStatus"].endswith("IN_PROGRESS") or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+
+    def settled() -> dict[str, Any] | None:
+        stack: dict[str, Any] = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+        return None if stack["StackStatus"].endswith("IN_PROGRESS") else stack
+
+    stack = wait_for(settled, 120, f"{STACK} to settle")
     if stack["StackStatus"] != "CREATE_COMPLETE":
         events = cfn.describe_stack_events(StackName=STACK)["StackEvents"][:10]
         pytest.fail(f"{STACK}: {stack['StackStatus']}: "
@@ -86,6 +86,10 @@ def receive(clients: dict[str, Any], name: str, wait: int = 2) -> list[dict[str,
     return messages
 
 
+def events(messages: list[dict[str, Any]]) -> list[str]:
+    return [json.loads(m["Body"])["event_type"] for m in messages]
+
+
 def test_every_queue_refuses_plain_http(deployed: dict[str, Any]) -> None:
     for spec in TOPOLOGY.queues:
         for name in (spec.name, spec.dlq_name):
@@ -102,11 +106,12 @@ def test_the_topic_fans_out_raw_and_filtered(deployed: dict[str, Any]) -> None:
         deployed["sns"].publish(TopicArn=topic, Message=json.dumps({"event_type": event_type}),
                                 MessageAttributes={"event_type": {"DataType": "String",
                                                                   "StringValue": event_type}})
-    time.sleep(1)
-    notified = [json.loads(m["Body"])["event_type"] for m in receive(deployed, "notifications")]
-    counted = sorted(json.loads(m["Body"])["event_type"] for m in receive(deployed, "analytics"))
+    counted: list[str] = []
+    wait_for(lambda: counted.extend(events(receive(deployed, "analytics"))) or len(counted) >= 2,
+             30, "both events in analytics")
+    notified = events(receive(deployed, "notifications"))
+    assert sorted(counted) == ["enrollment.confirmed", "submission.received"]
     assert notified == ["enrollment.confirmed"]  # raw delivery: the body is the event itself
-    assert counted == ["enrollment.confirmed", "submission.received"]
 
 
 def test_a_fifo_message_received_too_often_moves_to_its_dlq(deployed: dict[str, Any]) -> None:

@@ -6,14 +6,16 @@ equal exactly what this scenario emitted: nothing more, nothing counted twice.
 
 from __future__ import annotations
 
-import time
 from statistics import mean
 from typing import Any
 
 import pytest
 
+from shared.inspect import queue_state
+from shared.settings import Settings
 from tests.support.messages import wait_for
 from tests.support.school import School
+from tests.support.stack import ServiceStack
 
 KEYWORDS = ["queue", "fifo", "group", "order"]
 
@@ -23,7 +25,8 @@ def school(school_stack) -> School:
     return School(school_stack.urls)
 
 
-def test_the_summary_matches_the_events_of_a_full_scenario(school: School) -> None:
+def test_the_summary_matches_the_events_of_a_full_scenario(
+        school: School, school_stack: ServiceStack, sqs: Any, settings: Settings) -> None:
     ada, bob, cyd = (school.student() for _ in range(3))
     usd = school.course(price_cents=4990, currency="USD")
     eur = school.course(price_cents=1500, currency="EUR")
@@ -63,6 +66,10 @@ def test_the_summary_matches_the_events_of_a_full_scenario(school: School) -> No
     assert summary["average_score"] == pytest.approx(mean(scores))
     assert summary["duplicates_absorbed"] == 0
 
-    # Nothing is counted late (a redelivery counted twice would show here).
-    time.sleep(3)
+    # Nothing is counted late (a redelivery counted twice would show here): once the analytics
+    # queue holds no message, visible or in flight, nothing is left to count.
+    assert school_stack.report is not None
+    queue = school_stack.report.queues["analytics"].url
+    wait_for(lambda: (q := queue_state(sqs, queue, settings)).visible + q.in_flight == 0, 60,
+             "the analytics queue to drain")
     assert school.summary() == summary
