@@ -1,8 +1,9 @@
 """The consumer runtime shared by every worker (DESIGN section 5).
 
 Long-poll receive; one outcome per message; transient failures back off through the visibility
-timeout and reach the DLQ by the queue's RedrivePolicy; poison messages are copied to the DLQ at
-once with a reason; FIFO groups run strictly in order, a failure holding back only its own group;
+timeout, counted as handler attempts (not receives) against a retry budget, after which the
+consumer dead-letters the message itself; poison messages are copied to the DLQ at once with a
+reason; FIFO groups run strictly in order, a failure holding back only its own group;
 long handlers get their visibility extended; SIGTERM finishes in-flight work within a deadline.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.attempts import Attempts
 from shared.backoff import Backoff
 from shared.envelope import Envelope, PoisonMessage
 from shared.handling import Outcome, PermanentError
@@ -50,18 +52,13 @@ class ConsumerConfig:
     shutdown_deadline: float = 20.0
     heartbeat_ratio: float = 0.7
     backoff: Backoff = field(default_factory=Backoff)
-    max_receive_count: int | None = None  # the queue's RedrivePolicy, when known
+    max_attempts: int = 5  # the retry budget: failed handler attempts, not receives
 
-    def retry_delay(self, receives: int) -> int:
-        """Visibility, in whole seconds, before a failed message is received again.
-
-        After the last receive the queue allows, waiting is pointless: SQS moves the message to
-        the DLQ on the next receive, so make it visible at once. With the defaults the worst case
-        to the DLQ is 2 + 4 + 8 + 16 s for maxReceiveCount 5, within the minute DESIGN asks for.
-        """
-        if self.max_receive_count is not None and receives >= self.max_receive_count:
-            return 0
-        return round(self.backoff.delay(receives))
+    def retry_delay(self, failures: int) -> int:
+        """Visibility, in whole seconds, before a message that failed `failures` times is tried
+        again. With the defaults a message that always fails is dead-lettered after
+        2 + 4 + 8 + 16 s at worst for a budget of 5, within the minute DESIGN asks for."""
+        return round(self.backoff.delay(failures))
 
     @property
     def fifo(self) -> bool:
@@ -109,8 +106,10 @@ class Heartbeat:
 
 
 class Consumer:
-    def __init__(self, sqs: Any, config: ConsumerConfig, dispatcher: Reader) -> None:
+    def __init__(self, sqs: Any, config: ConsumerConfig, dispatcher: Reader,
+                 attempts: Attempts) -> None:
         self.sqs, self.config, self.dispatcher = sqs, config, dispatcher
+        self.attempts = attempts
         self.heartbeat = Heartbeat(sqs, config)
         self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="handler")
         self._halt = threading.Event()  # set when the shutdown deadline has passed
@@ -129,7 +128,7 @@ class Consumer:
                     failures = 0
                 except (BotoCoreError, ClientError) as exc:
                     failures += 1
-                    log.warning("receive failed (%s); retrying", exc)
+                    log.warning("receiving or deleting failed (%s); retrying", exc)
                     stop.wait(self.config.backoff.delay(failures))
         finally:
             beat_stop.set()
@@ -224,16 +223,39 @@ class Consumer:
         except PermanentError as exc:
             return self._dead_letter(message, "permanent_failure", str(exc) or type(exc).__name__)
         except Exception as exc:  # any other failure is transient: retry later, never swallow
-            return self._retry(message, exc)
+            return self._failed(message, envelope, exc)
         log.info("%s %s", outcome.value, envelope.event_type, extra={"outcome": outcome.value})
         return outcome
 
-    def _retry(self, message: Message, exc: Exception) -> Outcome:
-        receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
-        delay = self.config.retry_delay(receives)
+    def _failed(self, message: Message, envelope: Envelope, exc: Exception) -> Outcome:
+        """Spend one attempt of the budget: retry after a backoff, or dead-letter when spent."""
+        error = repr(exc)
+        try:
+            failures = self.attempts.failed(envelope.event_id, error)
+        except Exception as ledger_exc:  # e.g. the database is down: count nothing, retry
+            log.warning("could not count the failed attempt (%r); retrying later", ledger_exc)
+            receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
+            return self._retry(message, exc, self.config.retry_delay(receives), "?")
+        if failures >= self.config.max_attempts:
+            outcome = self._dead_letter(message, "retries_exhausted",
+                                        f"{failures} attempts failed; last: {error}")
+            if outcome is Outcome.DEAD_LETTERED:
+                self._forget(envelope.event_id)  # a redrive starts with a whole budget
+            return outcome
+        return self._retry(message, exc, self.config.retry_delay(failures), str(failures))
+
+    def _forget(self, event_id: str) -> None:
+        try:
+            self.attempts.forget(event_id)
+        except Exception as exc:  # the stale count is purged later; the copy is in the DLQ
+            log.warning("could not reset the attempts of %s: %r", event_id, exc)
+
+    def _retry(self, message: Message, exc: Exception, delay: int, failures: str) -> Outcome:
+        """Hand a failed message back, visible again after `delay` seconds."""
         message["retry_delay"] = delay
         self.heartbeat.drop(message["ReceiptHandle"])
-        log.warning("handler failed on receive %d, retry in %d s: %r", receives, delay, exc,
+        log.warning("handler failed (attempt %s of %d), retry in %d s: %r", failures,
+                    self.config.max_attempts, delay, exc,
                     extra={"outcome": Outcome.RETRY.value}, exc_info=exc)
         try:
             self.sqs.change_message_visibility(QueueUrl=self.config.queue_url,
@@ -260,7 +282,8 @@ class Consumer:
             self.sqs.send_message(**params)
         except (BotoCoreError, ClientError) as exc:
             log.error("could not dead-letter (%s): %s; will retry", reason, exc)
-            return self._retry(message, exc)
+            receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
+            return self._retry(message, exc, self.config.retry_delay(receives), "-")
         log.error("dead-lettered: %s: %s", reason, detail[:300],
                   extra={"outcome": Outcome.DEAD_LETTERED.value})
         return Outcome.DEAD_LETTERED

@@ -49,7 +49,7 @@ def queue_attributes(spec: QueueSpec, dlq_arn: str, topic_arn: str, queue_arn: s
         "VisibilityTimeout": str(spec.visibility_timeout),
         "SqsManagedSseEnabled": "true",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                     "maxReceiveCount": spec.max_receive_count}),
+                                     "maxReceiveCount": spec.redrive_max_receives}),
         **spec.attributes,
     }
     if spec.fifo:

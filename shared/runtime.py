@@ -17,6 +17,7 @@ from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import aws, db
+from shared.attempts import AttemptLedger
 from shared.backoff import Backoff
 from shared.consumer import Consumer, ConsumerConfig, Reader
 from shared.events import CATALOGUE, Catalogue
@@ -108,8 +109,15 @@ class Runtime:
                                 concurrency=s.consumer_concurrency,
                                 shutdown_deadline=s.shutdown_deadline,
                                 backoff=Backoff(s.backoff_base, s.backoff_cap),
-                                max_receive_count=spec.max_receive_count)
-        return Consumer(self.client("sqs"), config, reader)
+                                max_attempts=spec.max_receive_count)
+        return Consumer(self.client("sqs"), config, reader, self.attempts())
+
+    def attempts(self) -> AttemptLedger:
+        """The retry budget's ledger, a platform table beside the inbox (shared.tables)."""
+        if self.inbox_table is None or "handler_attempts" not in self.inbox_table.metadata.tables:
+            raise RuntimeError(f"{self.service}'s tables need shared.tables.attempts_table")
+        table = self.inbox_table.metadata.tables["handler_attempts"]
+        return AttemptLedger(self.engine, table, self.service)
 
 
 def _every(interval: float, stop: threading.Event, job: Any) -> None:
@@ -141,6 +149,8 @@ def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
                                         args=(stop, runtime.settings.relay_interval)))
         threads.append(threading.Thread(target=_every, name="outbox-purge", daemon=True,
                                         args=(3600, stop, relay.purge)))
+        threads.append(threading.Thread(target=_every, name="outbox-dead-rows", daemon=True,
+                                        args=(60, stop, relay.report_dead_rows)))
     for name, job in (jobs or {}).items():
         threads.append(threading.Thread(target=job, name=name, args=(stop,)))
     if runtime.inbox_table is not None:
@@ -149,6 +159,10 @@ def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
         threads.append(threading.Thread(target=_every, name="inbox-purge", daemon=True,
                                         args=(3600, stop, lambda: inbox.purge(runtime.engine,
                                                                                keep))))
+        if consumer is not None:
+            ledger = runtime.attempts()
+            threads.append(threading.Thread(target=_every, name="attempts-purge", daemon=True,
+                                            args=(3600, stop, lambda: ledger.purge(keep))))
     for thread in threads:
         thread.start()
     log.info("%s worker started", runtime.service, extra={"outcome": "started"})

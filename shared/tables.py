@@ -33,7 +33,13 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("published_at", DateTime(timezone=True), nullable=True),
         Column("attempts", Integer, nullable=False, default=0),
+        # A refused row waits in backoff until next_attempt_at; a row SQS or SNS can never
+        # accept is set aside as dead (dead_at) and holds back only its own FIFO group.
+        Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+        Column("dead_at", DateTime(timezone=True), nullable=True),
+        Column("last_error", String(1000), nullable=True),
         Index("ix_outbox_pending", "published_at", "id"),
+        Index("ix_outbox_group", "destination", "group_id"),
     )
 
 
@@ -45,6 +51,19 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("event_id", String(64), primary_key=True),
         Column("event_type", String(100), nullable=False),
         Column("handled_at", DateTime(timezone=True), nullable=False, index=True),
+    )
+
+
+def attempts_table(metadata: MetaData) -> Table:
+    """Failed handler attempts per (consumer, event): the retry budget counts these, not SQS
+    receives, so a message handed back untried spends nothing (DESIGN section 10)."""
+    return Table(
+        "handler_attempts", metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(64), primary_key=True),
+        Column("failures", Integer, nullable=False),
+        Column("last_error", String(1000), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
     )
 
 

@@ -6,6 +6,8 @@ module (DESIGN section 3). Physical names are `<SCHOOL_ENV>-<name>`.
 
 from __future__ import annotations
 
+import hashlib
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +15,35 @@ from typing import Any
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 LONG_POLL_SECONDS = 20
+# A queue's RedrivePolicy maxReceiveCount is only a safety net (DESIGN section 10): the consumer
+# counts handler attempts against the spec's `max_receive_count` and dead-letters the message
+# itself. Receives also grow when a message is handed back untried (held behind a failed message
+# of its FIFO group, released at shutdown), so the net sits far above any budget. It still
+# catches a message that never reaches a handler, such as one that crashes its worker each time.
+SAFETY_MAX_RECEIVES = 50
+
+# MessageGroupId and MessageDeduplicationId: at most 128 characters of a-z, A-Z, 0-9 and
+# punctuation (SQS API reference, SendMessage). Anything else is refused for ever.
+_GROUP_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
+MAX_GROUP_ID = 128
+
+
+def safe_group_id(raw: str) -> str:
+    """`raw` when SQS accepts it as a MessageGroupId, else a stable valid stand-in.
+
+    Invalid characters are percent-encoded (so `Jane Doe` becomes `Jane%20Doe`) and an overlong
+    value keeps a prefix and its SHA-256. The mapping is a function of `raw` alone, so the same
+    student always lands in the same group; two raw values sharing a stand-in only share a group,
+    which orders them more strictly and never less.
+    """
+    if 0 < len(raw) <= MAX_GROUP_ID and all(c in _GROUP_CHARS for c in raw):
+        return raw
+    encoded = "".join(c if c in _GROUP_CHARS and c != "%" else
+                      "".join(f"%{b:02X}" for b in c.encode()) for c in raw) or "%00"
+    if len(encoded) <= MAX_GROUP_ID:
+        return encoded
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    return f"{encoded[:MAX_GROUP_ID - len(digest) - 1]}~{digest}"
 
 
 @dataclass(frozen=True)
@@ -30,7 +61,7 @@ class QueueSpec:
 
     name: str
     consumer: str
-    max_receive_count: int
+    max_receive_count: int  # the retry budget: handler attempts, not receives (DESIGN 10)
     visibility_timeout: int
     events: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()
@@ -53,7 +84,12 @@ class QueueSpec:
         """The message group of an event's data, e.g. `<assignment_id>:<student_id>`."""
         if not self.fifo:
             return None
-        return ":".join(str(data[key]) for key in self.group_by)
+        return safe_group_id(":".join(str(data[key]) for key in self.group_by))
+
+    @property
+    def redrive_max_receives(self) -> int:
+        """The RedrivePolicy's maxReceiveCount: the safety net above the retry budget."""
+        return max(SAFETY_MAX_RECEIVES, self.max_receive_count)
 
 
 @dataclass(frozen=True)

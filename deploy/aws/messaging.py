@@ -43,7 +43,7 @@ class MessagingStack(Stack):
             retention_period=Duration.seconds(t.QUEUE_RETENTION_SECONDS),
             receive_message_wait_time=Duration.seconds(t.LONG_POLL_SECONDS),
             visibility_timeout=Duration.seconds(spec.visibility_timeout),
-            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count,
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.redrive_max_receives,
                                                   queue=dlq))
         # Further SQS attributes of the spec (the provisioner sets them on the queue as they are);
         # CloudFormation's queue properties carry the same names.

@@ -81,6 +81,8 @@ class ServiceStack(Stack):
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True))
         self.database.connections.allow_default_port_from(self.worker)
         self.scale_worker(platform.cluster)
+        if self.access.publishes:
+            self.alarm_on_dead_outbox_rows()
 
     def statements(self, needs: Access) -> list[iam.PolicyStatement]:
         """Named actions on named resources only: no wildcard action, no `Resource: *`."""
@@ -137,6 +139,23 @@ class ServiceStack(Stack):
         if role == "api":
             main.add_port_mappings(ecs.PortMapping(container_port=PORTS[self.service]))
         return task
+
+    def alarm_on_dead_outbox_rows(self) -> None:
+        """The relay logs its dead-row count every minute as a JSON field (shared/outbox.py,
+        `report_dead_rows`); a metric filter turns it into a metric and any dead row alarms."""
+        metric_name = f"{self.service}-outbox-dead-rows"
+        logs.MetricFilter(
+            self, "OutboxDeadRows", log_group=self.logs, metric_namespace=f"School/{self.env_name}",
+            metric_name=metric_name, metric_value="$.dead_rows",
+            filter_pattern=logs.FilterPattern.string_value("$.outcome", "=", "outbox_dead_rows"))
+        metric = cloudwatch.Metric(namespace=f"School/{self.env_name}", metric_name=metric_name,
+                                   statistic="Maximum", period=Duration.minutes(5))
+        metric.create_alarm(
+            self, "OutboxDeadRowsAlarm", threshold=0, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{self.service}: outbox rows SQS or SNS refused for ever: "
+                              f"`school outbox list {self.service}`")
 
     def scale_worker(self, cluster: ecs.ICluster) -> None:
         """Step scaling on the backlog per task: visible messages / running worker tasks."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table
 
-from shared.tables import inbox_table
+from shared.tables import attempts_table, inbox_table
 
 metadata = MetaData()
 inbox = inbox_table(metadata)
+attempts = attempts_table(metadata)
 
 # Counters, one row per key, updated with an upsert in the handler's transaction.
 event_counts = Table(

@@ -16,11 +16,12 @@ from sqlalchemy import (
     text,
 )
 
-from shared.tables import idempotency_table, inbox_table, outbox_table
+from shared.tables import attempts_table, idempotency_table, inbox_table, outbox_table
 
 metadata = MetaData()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+attempts = attempts_table(metadata)
 idempotency_keys = idempotency_table(metadata)
 
 students = Table(

@@ -14,10 +14,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from shared.tables import inbox_table
+from shared.tables import attempts_table, inbox_table
 
 metadata = MetaData()
 inbox = inbox_table(metadata)
+attempts = attempts_table(metadata)
 
 # A projection of student.registered: the only student data this service keeps.
 contacts = Table(

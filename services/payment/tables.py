@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 
-from shared.tables import inbox_table, outbox_table
+from shared.tables import attempts_table, inbox_table, outbox_table
 
 metadata = MetaData()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+attempts = attempts_table(metadata)
 
 payments = Table(
     "payments", metadata,

@@ -79,7 +79,7 @@ def test_queues_match_the_topology(templates: dict[str, Any]) -> None:
         main_id, main = by_name[name(spec.name)]
         dlq_id, dlq = by_name[name(spec.dlq_name)]
         assert main["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
-                                         "maxReceiveCount": spec.max_receive_count}
+                                         "maxReceiveCount": spec.redrive_max_receives}
         assert main["VisibilityTimeout"] == spec.visibility_timeout
         assert main["ReceiveMessageWaitTimeSeconds"] == 20
         assert main["MessageRetentionPeriod"] == 4 * 24 * 3600
@@ -244,7 +244,8 @@ def test_the_worker_scales_on_backlog_per_task(templates: dict[str, Any],
     stack = templates[service]
     stack.has_resource_properties("AWS::ApplicationAutoScaling::ScalableTarget",
                                   {"MinCapacity": 1, "MaxCapacity": 10})
-    alarms = [a["Properties"] for a in of_type(stack, "AWS::CloudWatch::Alarm").values()]
+    alarms = [a["Properties"] for a in of_type(stack, "AWS::CloudWatch::Alarm").values()
+              if "Metrics" in a["Properties"]]
     [queue] = [q.name for q in TOPOLOGY.queues if q.consumer == service]
     assert len(alarms) == 2  # the scale-out and the scale-in alarm
     for alarm in alarms:
@@ -254,6 +255,26 @@ def test_the_worker_scales_on_backlog_per_task(templates: dict[str, Any],
         visible = queries["visible"]["MetricStat"]["Metric"]
         assert visible["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert visible["Dimensions"] == [{"Name": "QueueName", "Value": name(queue)}]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dead_outbox_rows_alarm(templates: dict[str, Any], service: str) -> None:
+    """Issue 12: an outbox row SQS can never accept is set aside as dead and alarms on AWS."""
+    stack = templates[service]
+    filters = of_type(stack, "AWS::Logs::MetricFilter")
+    alarms = [a["Properties"] for a in of_type(stack, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"].get("MetricName") == f"{service}-outbox-dead-rows"]
+    if not CATALOGUE.produced_by(service):
+        assert filters == {} and alarms == []  # no outbox, nothing to watch
+        return
+    [metric_filter] = [f["Properties"] for f in filters.values()]
+    assert metric_filter["FilterPattern"] == '{ $.outcome = "outbox_dead_rows" }'
+    [transform] = metric_filter["MetricTransformations"]
+    assert transform["MetricValue"] == "$.dead_rows"
+    assert transform["MetricName"] == f"{service}-outbox-dead-rows"
+    [alarm] = alarms
+    assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["Namespace"]) == (
+        0, "GreaterThanThreshold", transform["MetricNamespace"])
 
 
 def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:

@@ -56,6 +56,23 @@ def test_a_flaky_gateway_succeeds_on_the_third_attempt(school: School) -> None:
     assert payment["gateway_attempts"] == 3 and payment["status"] == "succeeded"
 
 
+def test_payments_held_behind_a_flaky_one_are_never_dead_lettered_untried(
+        school: School, sqs, saga_stack) -> None:
+    """Issue 12: one student enrolling with tok_flaky_2, tok_flaky_2, tok_ok. Each failure of
+    the first two handed the later requests of the student's FIFO group back untried, and those
+    receives counted toward maxReceiveCount (3): the last two ended in the DLQ, the tok_ok one
+    never charged. The budget now counts handler attempts."""
+    student = school.student()
+    tokens = ("tok_flaky_2", "tok_flaky_2", "tok_ok")
+    enrollments = [school.enroll(student, school.course(), token).json()["id"]
+                   for token in tokens]
+    for enrollment_id in enrollments:
+        school.wait_status(enrollment_id, "active", timeout=90)
+    attempts = [school.payments(e)[0]["gateway_attempts"] for e in enrollments]
+    assert attempts == [3, 3, 1]
+    assert depth(sqs, saga_stack.report.queues["payment-requests.fifo"].dlq_url) == 0
+
+
 def test_a_down_gateway_dead_letters_and_redrive_completes(
         school: School, sqs, saga_stack) -> None:
     dlq = saga_stack.report.queues["payment-requests.fifo"].dlq_url
@@ -63,6 +80,10 @@ def test_a_down_gateway_dead_letters_and_redrive_completes(
     wait_for(lambda: depth(sqs, dlq) == 1, 60, "the payment request in the payment DLQ")
     assert school.enrollment(enrollment_id)["status"] == "pending_payment"
     assert school.payments(enrollment_id) == []
+    listed = subprocess.run([SCHOOL_CLI, "dlq", "list", "payment-requests.fifo"],
+                            capture_output=True, text=True, timeout=60,
+                            env=os.environ | saga_stack.env)
+    assert '"dlq_reason": "retries_exhausted"' in listed.stdout, listed.stdout + listed.stderr
     recovered = school.http.put(school.url("payment", "/simulator/gateway"),
                                 json={"outage": False}, timeout=10)
     assert recovered.status_code == 200
@@ -76,7 +97,7 @@ def test_a_down_gateway_dead_letters_and_redrive_completes(
         school.http.put(school.url("payment", "/simulator/gateway"), json={"outage": True},
                         timeout=10)
     [payment] = school.payments(enrollment_id)
-    assert payment["gateway_attempts"] == 4  # 3 receives before the DLQ, 1 after the redrive
+    assert payment["gateway_attempts"] == 4  # the budget of 3 before the DLQ, 1 after redrive
 
 
 def test_a_full_course_and_a_second_enrollment_are_conflicts(school: School) -> None:

@@ -6,9 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import insert
+
+from shared import db
 from shared.envelope import Envelope
+from shared.outbox_admin import OUTBOX
 from shared.topology import TOPOLOGY, physical
 from tests.support.messages import depth, receive_all, wait_for
 
@@ -37,7 +42,8 @@ def test_status_lists_every_queue_and_dlq(sqs, settings, provisioned):
     try:
         result = school("status")
         assert result.returncode == 0, result.stderr
-        lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+        queues = result.stdout.split("\n\n")[0]
+        lines = {line.split()[0]: line.split()[1:] for line in queues.splitlines()[1:]}
         for spec in TOPOLOGY.queues:
             assert physical(settings.school_env, spec.name) in lines
             assert physical(settings.school_env, spec.dlq_name) in lines
@@ -60,6 +66,60 @@ def test_dlq_list_shows_why_and_keeps_the_messages(sqs, provisioned):
         wait_for(lambda: depth(sqs, ref.dlq_url) == 1, 10, "the message to stay in the DLQ")
     finally:
         receive_all(sqs, ref.dlq_url, 1)
+
+
+def test_dlq_list_shows_every_message_of_a_fifo_dlq_and_keeps_their_order(sqs, provisioned):
+    """Issue 12: a FIFO group is locked once its first messages are received, so the listing
+    showed 20 of 21. Now every message is listed, and each group keeps its order."""
+    ref = provisioned.queues["payment-requests.fifo"]
+    sent = [dead_letter(sqs, ref.dlq_url, "retries_exhausted") for _ in range(15)]
+    for i in range(6):
+        sqs.send_message(QueueUrl=ref.dlq_url, MessageBody=f'{{"n": {i}}}',
+                         MessageGroupId=f"other{i}",
+                         MessageDeduplicationId=f"o{i}-{sent[0].event_id}")
+    try:
+        result = school("dlq", "list", "payment-requests.fifo")
+        assert result.returncode == 0, result.stderr
+        listed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert len(listed) == 21 and "21 message(s) in" in result.stdout
+        in_group = [m["body"] for m in listed if m["group_id"] == "s1"]
+        assert [json.loads(b)["event_id"] for b in in_group] == [e.event_id for e in sent]
+        wait_for(lambda: depth(sqs, ref.dlq_url) == 21, 10, "every message to stay in the DLQ")
+        again = receive_all(sqs, ref.dlq_url, 21)
+        assert [json.loads(m["Body"])["event_id"] for m in again
+                if m["Attributes"]["MessageGroupId"] == "s1"] == [e.event_id for e in sent]
+    finally:
+        receive_all(sqs, ref.dlq_url, 21, timeout=5)
+
+
+def test_status_shows_dead_outbox_rows_and_retry_hands_them_back(provisioned, database_url):
+    db.migrate("enrollment", database_url)
+    engine = db.make_engine(database_url)
+    event, now = Envelope("course.created", 1, {}, "enrollment"), datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(OUTBOX).values(
+            destination="school-events", dedup_id=event.event_id, event_id=event.event_id,
+            event_type=event.event_type, body=event.body(), attributes="{}", created_at=now,
+            attempts=1, last_error="InvalidParameterValue: x", dead_at=now))
+    engine.dispose()
+    env = {"ENROLLMENT_DATABASE_URL": database_url}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SCHOOL, *args], capture_output=True, text=True, timeout=120,
+                              env=os.environ | env)
+
+    def outbox_line(stdout: str) -> list[str]:
+        outbox = stdout.split("\n\n")[1]
+        return next(line.split() for line in outbox.splitlines() if line.startswith("enroll"))
+
+    status = run("status")
+    assert status.returncode == 0, status.stderr
+    assert outbox_line(status.stdout)[:4] == ["enrollment", "0", "0", "1"]
+    listed = run("outbox", "list", "enrollment")
+    assert "InvalidParameterValue: x" in listed.stdout and "1 dead row(s)" in listed.stdout
+    retried = run("outbox", "retry", "enrollment")
+    assert "1 dead row(s) of enrollment handed back" in retried.stdout, retried.stderr
+    assert outbox_line(run("status").stdout)[:4] == ["enrollment", "1", "0", "0"]
 
 
 def test_fifo_redrive_brings_back_messages_the_queue_has_seen(sqs, provisioned):

@@ -15,9 +15,9 @@ STANDARD, FIFO = "probe-all", "probe.fifo"
 def make(sqs, stack, name, p, **options):
     ref = stack.queue(name)
     sessions = __import__("shared.db", fromlist=["session_factory"]).session_factory(stack.engine)
-    options.setdefault("max_receive_count", ref.spec.max_receive_count)
+    options.setdefault("max_attempts", ref.spec.max_receive_count)
     return probe.consumer(sqs, name, ref.url, ref.dlq_url, ref.spec.visibility_timeout,
-                          probe.dispatcher(sessions, p), **options)
+                          probe.dispatcher(sessions, p), stack.engine, **options)
 
 
 def poll_until(consumer, check, timeout=30, what="outcome"):
@@ -52,16 +52,16 @@ def test_the_same_event_twice_has_one_effect(sqs, probe_stack):
     assert depth(sqs, probe_stack.queue(STANDARD).url) == 0
 
 
-def test_transient_failure_backs_off_then_reaches_the_dlq(sqs, probe_stack):
+def test_transient_failure_backs_off_then_the_consumer_dead_letters_it(sqs, probe_stack):
     p = probe.Probe()
     consumer = make(sqs, probe_stack, STANDARD, p)
     event = ping("a", 1, fail_times=99)
     ref = probe_stack.queue(STANDARD)
     send(sqs, ref.url, event)
     wait_for(lambda: consumer.poll_once() is not None and depth(sqs, ref.dlq_url) == 1, 60,
-             "the message to reach its DLQ by redrive")
+             "the consumer to dead-letter the message")
     times = p.attempt_times[event.event_id]
-    assert len(times) == ref.spec.max_receive_count  # every receive up to maxReceiveCount
+    assert len(times) == ref.spec.max_receive_count  # the whole budget of handler attempts
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     # backoff ceilings 1, 2, 4 s (jitter pinned to its maximum): each gap at least that long
     for gap, ceiling in zip(gaps, (1, 2, 4), strict=False):
@@ -70,6 +70,10 @@ def test_transient_failure_backs_off_then_reaches_the_dlq(sqs, probe_stack):
     assert probe.handled(probe_stack.engine) == []
     dead = receive_all(sqs, ref.dlq_url, 1)
     assert json.loads(dead[0]["Body"])["event_id"] == event.event_id
+    attrs = dead[0]["MessageAttributes"]
+    assert attrs["dlq_reason"]["StringValue"] == "retries_exhausted"
+    assert "transient failure 4 of 99" in attrs["dlq_error"]["StringValue"]  # the last error
+    assert depth(sqs, ref.url) == 0
 
 
 def test_poison_messages_go_to_the_dlq_at_once(sqs, probe_stack):
@@ -154,3 +158,38 @@ def test_a_slow_handler_keeps_its_message_invisible(sqs, probe_stack):
             thread.join(timeout=30)
     assert p.attempts[event.event_id] == 1
     assert len(probe.handled(probe_stack.engine)) == 1
+
+
+def test_messages_held_behind_a_failing_one_spend_none_of_their_budget(sqs, probe_stack):
+    """Issue 12: a1 and a2 each fail twice, a3 never fails, with a budget of 3 attempts. Every
+    failure of a1 and a2 hands a3 back untried, and each of those receives used to count toward
+    maxReceiveCount: a3 was dead-lettered without ever being tried."""
+    ref = probe_stack.queue(FIFO)
+    p = probe.Probe()
+    consumer = make(sqs, probe_stack, FIFO, p, max_attempts=3)
+    events = [ping("a", 1, fail_times=2), ping("a", 2, fail_times=2), ping("a", 3)]
+    for event in events:
+        send(sqs, ref.url, event)
+    poll_until(consumer, lambda o: len(probe.handled(probe_stack.engine)) == 3, 90,
+               "all three handled")
+    assert [r.n for r in probe.handled(probe_stack.engine)] == [1, 2, 3]
+    assert [p.attempts[e.event_id] for e in events] == [3, 3, 1]
+    assert depth(sqs, ref.url) == 0 and depth(sqs, ref.dlq_url) == 0
+    # and the queue's own safety net is set far above the budget
+    redrive = json.loads(sqs.get_queue_attributes(QueueUrl=ref.url, AttributeNames=[
+        "RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert int(redrive["maxReceiveCount"]) == ref.spec.redrive_max_receives > 3 * 3
+
+
+def test_a_dead_lettered_message_gets_a_whole_budget_after_a_redrive(sqs, probe_stack):
+    ref = probe_stack.queue(FIFO)
+    p = probe.Probe()
+    consumer = make(sqs, probe_stack, FIFO, p, max_attempts=2)
+    event = ping("b", 1, fail_times=3)  # fails twice (dead-lettered), then once, then succeeds
+    send(sqs, ref.url, event)
+    poll_until(consumer, lambda o: Outcome.DEAD_LETTERED in o.values(), 60, "dead-lettered")
+    [dead] = receive_all(sqs, ref.dlq_url, 1)
+    sqs.delete_message(QueueUrl=ref.dlq_url, ReceiptHandle=dead["ReceiptHandle"])
+    send(sqs, ref.url, event)  # what a redrive does
+    poll_until(consumer, lambda o: Outcome.HANDLED in o.values(), 60, "handled after redrive")
+    assert p.attempts[event.event_id] == 4

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
-from shared import aws, db
+from shared import aws, db, outbox_admin
 from shared.backoff import Backoff
+from shared.envelope import Envelope
 from shared.outbox import Outbox, Publisher, Relay
 from tests.support import probe
 from tests.support.messages import bodies, ping, receive_all, wait_for
@@ -143,3 +145,99 @@ def test_two_relays_never_reorder_or_publish_twice(
     fanned = receive_all(sqs, probe_stack.queue("probe-all").url, 151, timeout=15)
     ids = [json.loads(m["Body"])["event_id"] for m in fanned]
     assert len(ids) == 150 and set(ids) == {e.event_id for e in events}
+
+
+def write_rows(engine, rows: list[dict[str, Any]]) -> None:
+    """Outbox rows as they might have been written before a value became valid by construction
+    (the outbox builds group ids that SQS accepts; these bypass it on purpose)."""
+    with engine.begin() as conn:
+        conn.execute(insert(probe.outbox), [{
+            "destination": r["destination"], "group_id": r.get("group_id"),
+            "dedup_id": r["event"].event_id, "event_id": r["event"].event_id,
+            "event_type": r["event"].event_type, "body": r["event"].body(),
+            "attributes": json.dumps(r["event"].attributes()), "created_at": datetime.now(UTC),
+            "attempts": 0} for r in rows])
+
+
+def outbox_rows(engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return {r.event_id: r for r in conn.execute(select(probe.outbox))}
+
+
+def test_six_100_kb_events_are_published_in_batches_within_the_size_limit(
+        sqs, sns, probe_stack):
+    """Issue 12: the relay filled batches by count alone; SNS refused six 100 KB messages in one
+    PublishBatch (BatchRequestTooLong) and the relay retried that batch for ever."""
+    outbox = Outbox(probe.outbox, TOPOLOGY)
+    events = [Envelope("probe.ping", 1, {"group": f"g{i}", "n": 1, "essay": "x" * 100_000},
+                       "probe") for i in range(6)]
+    with db.session_factory(probe_stack.engine)() as session, session.begin():
+        for event in events:
+            outbox.add(session, event)
+    publisher = CountingPublisher(sqs, sns, TOPOLOGY, probe_stack.env)
+    relay = Relay(probe_stack.engine, probe.outbox, publisher)
+    assert relay.run_once() == 12
+    assert pending(probe_stack.engine) == 0
+    assert max(n for d, n in publisher.batches if d == "probe-events") == 2
+    fanned = receive_all(sqs, probe_stack.queue("probe-all").url, 6)
+    assert {b["event_id"] for b in bodies(fanned)} == {e.event_id for e in events}
+
+
+def test_a_row_refused_for_ever_is_set_aside_and_holds_back_only_its_group(
+        sqs, sns, probe_stack, caplog):
+    """Issue 12: one row SQS can never accept (a group id with a space) jammed the relay, which
+    logged an error five times a second for ever."""
+    bad, after_bad, other = ping("Jane Doe", 1), ping("Jane Doe", 2), ping("ok", 1)
+    write_rows(probe_stack.engine, [
+        {"destination": "probe.fifo", "group_id": "Jane Doe", "event": bad},
+        {"destination": "probe.fifo", "group_id": "Jane Doe", "event": after_bad},
+        {"destination": "probe.fifo", "group_id": "ok", "event": other},
+        {"destination": "probe-events", "event": bad}])
+    relay = Relay(probe_stack.engine, probe.outbox, Publisher(sqs, sns, TOPOLOGY,
+                                                               probe_stack.env))
+    with caplog.at_level(logging.ERROR, logger="shared.outbox"):
+        for _ in range(5):
+            relay.run_once()
+    rows = outbox_rows(probe_stack.engine)
+    dead = next(r for r in outbox_rows_list(probe_stack.engine)
+                if r.event_id == bad.event_id and r.destination == "probe.fifo")
+    assert dead.dead_at is not None and "MessageGroupId" in dead.last_error
+    assert dead.published_at is None
+    assert rows[after_bad.event_id].published_at is None  # held: the group keeps its order
+    assert rows[after_bad.event_id].dead_at is None
+    assert rows[other.event_id].published_at is not None  # other groups go on
+    topic_row = next(r for r in outbox_rows_list(probe_stack.engine)
+                     if r.event_id == bad.event_id and r.destination == "probe-events")
+    assert topic_row.published_at is not None
+    assert len([r for r in caplog.records if r.outcome == "outbox_dead"]) == 1  # logged once
+    assert relay.dead_rows() == 1
+    # `school outbox retry` hands it back; it is refused again, and set aside again
+    assert outbox_admin.retry(probe_stack.engine) == 1
+    relay.run_once()
+    assert relay.dead_rows() == 1
+
+
+def outbox_rows_list(engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(probe.outbox).order_by(probe.outbox.c.id)))
+
+
+def test_blocked_rows_never_fill_the_read_window(sqs, sns, probe_stack):
+    """Issue 12: once 100 refused rows waited, they filled the relay's 100-row read window and
+    nothing behind them was ever published."""
+    doomed = [ping(f"bad {i}", 1) for i in range(30)]
+    good = [ping(f"good{i}", 1) for i in range(5)]
+    write_rows(probe_stack.engine,
+               [{"destination": "probe.fifo", "group_id": e.data["group"], "event": e}
+                for e in doomed] +
+               [{"destination": "probe.fifo", "group_id": e.data["group"], "event": e}
+                for e in good])
+    relay = Relay(probe_stack.engine, probe.outbox, Publisher(sqs, sns, TOPOLOGY,
+                                                               probe_stack.env), fetch=20)
+    for _ in range(4):
+        relay.run_once()
+    rows = outbox_rows(probe_stack.engine)
+    assert all(rows[e.event_id].published_at is not None for e in good)
+    assert relay.dead_rows() == 30
+    received = bodies(receive_all(sqs, probe_stack.queue("probe.fifo").url, 5))
+    assert sorted(b["event_id"] for b in received) == sorted(e.event_id for e in good)

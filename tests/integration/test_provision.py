@@ -21,7 +21,7 @@ def test_every_queue_has_its_attributes_and_dlq(sqs, settings, provisioned):
         main, dlq = attributes(sqs, ref.url), attributes(sqs, ref.dlq_url)
         redrive = json.loads(main["RedrivePolicy"])
         assert redrive["deadLetterTargetArn"] == ref.dlq_arn
-        assert int(redrive["maxReceiveCount"]) == spec.max_receive_count
+        assert int(redrive["maxReceiveCount"]) == spec.redrive_max_receives
         assert main["VisibilityTimeout"] == str(spec.visibility_timeout)
         assert main["MessageRetentionPeriod"] == str(4 * 24 * 3600)
         assert main["ReceiveMessageWaitTimeSeconds"] == "20"

@@ -16,17 +16,19 @@ from typing import Any
 from marshmallow import Schema, fields
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, insert, select
 
+from shared.attempts import AttemptLedger
 from shared.backoff import Backoff
 from shared.consumer import Consumer, ConsumerConfig
 from shared.events import Catalogue
 from shared.handling import Context, Dispatcher, PermanentError
 from shared.inbox import Inbox
-from shared.tables import inbox_table, outbox_table
+from shared.tables import attempts_table, inbox_table, outbox_table
 from shared.topology import QueueSpec, TopicSpec, Topology
 
 metadata = MetaData()
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+attempts = attempts_table(metadata)
 effects = Table(
     "probe_effects", metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
@@ -89,10 +91,11 @@ def dispatcher(sessions: Any, probe: Probe) -> Dispatcher:
 
 
 def consumer(sqs: Any, queue_name: str, url: str, dlq_url: str, visibility: int,
-             reader: Any, **options: Any) -> Consumer:
+             reader: Any, engine: Engine, **options: Any) -> Consumer:
     options.setdefault("wait_seconds", 1)
     options.setdefault("backoff", Backoff(base=1, cap=8, jitter=lambda: 1.0))
-    return Consumer(sqs, ConsumerConfig(queue_name, url, dlq_url, visibility, **options), reader)
+    return Consumer(sqs, ConsumerConfig(queue_name, url, dlq_url, visibility, **options), reader,
+                    AttemptLedger(engine, attempts, "probe"))
 
 
 def handled(engine: Engine) -> list[Any]:

@@ -17,7 +17,7 @@ from shared.outbox import Outbox, plan_batches
 from shared.tables import outbox_table
 from shared.topology import TOPOLOGY
 
-Row = namedtuple("Row", "id destination group_id")
+Row = namedtuple("Row", "id destination group_id body attributes", defaults=("{}", "{}"))
 Plan = list[tuple[str, list[Any]]]
 
 
@@ -34,6 +34,21 @@ def mixed_rows(count: int, seed: int) -> list[Row]:
 
 def ids(plan: Plan) -> list[list[int]]:
     return [[r.id for r in batch] for _, batch in plan]
+
+
+def test_a_batch_stays_within_the_request_size_limit() -> None:
+    """Issue 12: six 100 KB submissions in one batch call were refused (BatchRequestTooLong)
+    and retried for ever. A batch call's bodies and attributes add up to at most 256 KiB."""
+    attributes = '{"event_type": {"DataType": "String", "StringValue": "submission.received"}}'
+    rows = [Row(i, "topic", None, "x" * 100_000, attributes) for i in range(1, 7)]
+    plan = plan_batches(rows)
+    assert ids(plan) == [[1, 2], [3, 4], [5, 6]]
+    sizes = [sum(len(r.body) + len("event_type") + len("String") + len("submission.received")
+                 for r in batch) for _, batch in plan]
+    assert max(sizes) <= 256 * 1024
+    assert plan_batches([Row(1, "topic", None, "x" * 200_000),
+                         Row(2, "topic", None, "x" * 62_144)]) == [
+        ("topic", [Row(1, "topic", None, "x" * 200_000), Row(2, "topic", None, "x" * 62_144)])]
 
 
 def test_every_row_is_planned_once() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 
 from shared.events import CATALOGUE
 from shared.settings import ConfigError, Settings
-from shared.topology import TOPOLOGY, physical
+from shared.topology import TOPOLOGY, physical, safe_group_id
 
 QUEUES = {  # name -> (fifo, maxReceiveCount, visibility, DLQ), DESIGN section 3
     "notifications": (False, 5, 30, "notifications-dlq"),
@@ -153,3 +155,20 @@ def test_settings_refuse_an_env_that_cannot_name_a_queue(env: str) -> None:
     which SQS and SNS names do not allow."""
     with pytest.raises(ConfigError, match="SCHOOL_ENV"):
         Settings.from_env({"SCHOOL_ENV": env})
+
+
+@pytest.mark.parametrize("raw", ["Jane Doe", "élève", "a\tb", "", "x" * 129, "a%20b c",
+                                 "a:" + "é" * 200])
+def test_every_group_id_is_valid_by_construction(raw: str) -> None:
+    """Issue 12: a student_id such as `Jane Doe` became a MessageGroupId SQS refuses for ever."""
+    group = safe_group_id(raw)
+    assert 1 <= len(group) <= 128
+    assert all(c.isascii() and (c.isalnum() or c in string.punctuation) for c in group), group
+    assert safe_group_id(raw) == group  # stable: the same student always in the same group
+
+
+def test_a_valid_group_id_is_kept_as_it_is() -> None:
+    assert safe_group_id("a1b2:stu-9") == "a1b2:stu-9"
+    spec = TOPOLOGY.queue("assignment-submissions.fifo")
+    assert spec.group_id({"assignment_id": "a1", "student_id": "Jane Doe"}) == "a1:Jane%20Doe"
+    assert safe_group_id("x" * 200) != safe_group_id("x" * 199 + "y")  # the digest tells apart
