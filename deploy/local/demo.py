@@ -3,7 +3,8 @@
 It exercises every service and every failure path (a decline, a flaky gateway, a gateway that
 is down and leaves a request in the DLQ, a cancellation with refund, resubmissions, a plagiarised
 essay, a duplicate delivery), waits for each outcome with progress, prints a summary and
-`school status`, and ends by redriving the DLQ and showing that the request completed.
+`school status`, redrives the DLQ and shows that the request completed, and ends by killing
+the payment worker while payment requests wait and showing the backlog drain once it is back.
 Each run uses new students, so it can be run again against the same stack.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -21,6 +24,7 @@ from typing import Any
 import requests
 
 from deploy.local import localstack
+from deploy.local.keep import pidfile
 from deploy.local.up import DEFAULT_ENDPOINT, shown
 from shared import aws, cli
 from shared.events import CATALOGUE
@@ -30,6 +34,9 @@ from shared.settings import SERVICES, Settings
 from shared.topology import TOPOLOGY, physical
 
 PAYMENT_QUEUE = TOPOLOGY.queue("payment-requests.fifo")
+# honcho names the first (only) instance of the Procfile's payment-worker so; keep.py writes its
+# pid under var/run/ with that name.
+PAYMENT_WORKER = "payment-worker.1"
 KEYWORDS = ["queue", "fifo", "group", "idempotent", "retry"]
 ESSAY = ("A fifo queue keeps each group in order, a consumer must be idempotent because "
          "delivery is at least once, and a failed message is retried then dead-lettered.")
@@ -71,8 +78,8 @@ class Client:
         return self.call("POST", service, path, expect, json=body)
 
 
-def wait(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-    """Poll `check` until it returns something truthy, saying what it waits for every 5 s."""
+def wait(what: str, check: Callable[[], Any], timeout: float = 90, every: float = 5) -> Any:
+    """Poll `check` until it returns something truthy, saying what it waits for every `every` s."""
     started = time.monotonic()
     said = 0.0
     while True:
@@ -83,7 +90,7 @@ def wait(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
         if elapsed > timeout:
             raise DemoError(f"gave up after {timeout:.0f} s waiting for {what}; "
                             f"`make status` and var/log/ show where it is stuck")
-        if elapsed - said >= 5:
+        if elapsed - said >= every:
             said = elapsed
             say(f"   ... waiting for {what} ({elapsed:.0f} s)")
         time.sleep(0.5)
@@ -119,9 +126,11 @@ class Demo:
         body: dict[str, Any] = self.school.get("enrollment", f"/enrollments/{enrollment_id}")
         return body
 
-    def until_status(self, enrollment_id: str, *statuses: str) -> dict[str, Any]:
+    def until_status(self, enrollment_id: str, *statuses: str, timeout: float = 90
+                     ) -> dict[str, Any]:
         return wait(f"enrollment {enrollment_id[:8]} to be {' or '.join(statuses)}",
-                    lambda: (e := self.enrollment(enrollment_id))["status"] in statuses and e)
+                    lambda: (e := self.enrollment(enrollment_id))["status"] in statuses and e,
+                    timeout)
 
     def payments(self, enrollment_id: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.school.get("payment", "/payments",
@@ -269,9 +278,9 @@ class Demo:
             if line.startswith("{"):
                 held = json.loads(line)
                 detail = held["dlq_error"] or (
-                    f"SQS moved it after {PAYMENT_QUEUE.max_receive_count} receives, "
-                    "the queue's maxReceiveCount")
-                say(f"   {held['event_type']}: {held['dlq_reason']} ({detail[:80]})")
+                    f"SQS moved it after {PAYMENT_QUEUE.redrive_max_receives} receives, "
+                    "the queue's safety net")
+                say(f"   {held['event_type']}: {held['dlq_reason']} ({detail[:100]})")
             else:
                 say(f"   {line}")
 
@@ -289,8 +298,73 @@ class Demo:
         [payment] = self.payments(down)
         say(f"   Dee: {e['status']}, payment {payment['status']} after "
             f"{payment['gateway_attempts']} gateway attempts")
+        self.crash(queues)
         say(f"\nDemo complete. The emails are in {shown(self.settings.var_dir / 'mail')}/; every "
             "process logs to the terminal of `make up`, one JSON line per event handled.")
+
+    def worker_pid(self) -> int | None:
+        """The payment worker's pid from keep.py's pid file; None while it is restarting."""
+        path = pidfile(self.settings.var_dir / "run", PAYMENT_WORKER)
+        try:
+            return int(path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def kill_payment_worker(self) -> int:
+        """SIGKILL the real payment worker (not its supervisor), as the OOM killer would."""
+        pid = wait(f"{PAYMENT_WORKER}.pid under {shown(self.settings.var_dir / 'run')}/",
+                   self.worker_pid, timeout=30)
+        # A pid file left by a stack that died could name a recycled pid: check before killing.
+        command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
+                                 text=True, check=False).stdout
+        if "shared.serve worker payment" not in command:
+            raise DemoError(f"pid {pid} is not the payment worker ({command.strip() or 'gone'}):"
+                            " is `make up` running with this SCHOOL_VAR_DIR?")
+        os.kill(pid, signal.SIGKILL)
+        say(f"   $ kill -KILL {pid}   (the payment worker, from var/run/{PAYMENT_WORKER}.pid)")
+        return pid
+
+    def backlog(self, count: int, killed: int) -> QueueState:
+        """payment-requests.fifo once the `count` requests have reached it (or the worker is
+        back before that)."""
+        def seen() -> QueueState | None:
+            q = self.queue(PAYMENT_QUEUE.name)
+            back = self.worker_pid() not in (None, killed)
+            return q if q.visible + q.in_flight >= count or back else None
+        state: QueueState = wait("the requests to reach payment-requests.fifo", seen)
+        return state
+
+    def crash(self, course: dict[str, Any]) -> None:
+        step("A crash: the payment worker is killed while payment requests wait")
+        killed = self.kill_payment_worker()
+        started = time.monotonic()
+        late = [self.student(n) for n in ("Fay", "Gus", "Hal")]
+        ids = [self.enroll(student, course, "tok_ok") for student in late]
+        q = self.backlog(len(ids), killed)
+        say(f"   payment-requests.fifo: {q.visible} visible, {q.in_flight} in flight")
+        if q.in_flight:
+            # SQS answers a long poll that is still open even if its caller has died; those
+            # messages come back when their visibility timeout ends (at-least-once delivery).
+            say(f"   the killed worker's last long poll was still open, so SQS handed it "
+                f"{q.in_flight} request(s): they come back when their "
+                f"{PAYMENT_QUEUE.visibility_timeout} s visibility timeout ends, like any "
+                "message whose consumer died")
+        pid = wait("the payment worker's supervisor to restart it", lambda: (
+            p := self.worker_pid()) not in (None, killed) and p, timeout=60)
+        restarted = time.monotonic()
+        pending = sum(self.enrollment(e)["status"] == "pending_payment" for e in ids)
+        say(f"   keep.py restarted the payment worker {restarted - started:.1f} s after the kill "
+            f"(pid {pid}; the terminal of `make up` says why and when); {pending} of "
+            f"{len(ids)} enrollments still pending_payment")
+        names = ", ".join(s["name"] for s in late)
+        wait(f"{names} to be active", lambda: all(
+            self.enrollment(e)["status"] == "active" for e in ids),
+            timeout=PAYMENT_QUEUE.visibility_timeout + 90, every=15)
+        charges = [p["status"] for e in ids for p in self.payments(e)]
+        if charges != ["succeeded"] * len(ids):
+            raise DemoError(f"expected one successful payment per enrollment, got {charges}")
+        say(f"   {names}: active; the backlog drained "
+            f"{time.monotonic() - restarted:.1f} s after the restart, one payment each")
 
     def summary(self) -> None:
         step("Summary")

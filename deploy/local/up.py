@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -20,6 +22,7 @@ from shared.settings import ROOT, SERVICES, Settings
 
 PROCFILE = ROOT / "deploy" / "local" / "Procfile"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
+OWN_PIDFILES = ("honcho", "localstack")  # the rest of var/run/*.pid are keep.py's
 
 
 def say(text: str) -> None:
@@ -90,9 +93,10 @@ class Stack:
         names = [line.split(":", 1)[0] for line in PROCFILE.read_text().splitlines()
                  if line and not line.startswith("#")]
         apis = [n.removesuffix("-api") for n in names if n.endswith("-api")]
-        checks = {"smtp sink": lambda: _port_open(self.settings.smtp_host, self.settings.smtp_port)}
+        checks: dict[str, Callable[[], bool]] = {
+            "smtp sink": partial(_port_open, self.settings.smtp_host, self.settings.smtp_port)}
         for api in apis:
-            checks[api] = lambda api=api: _http_ok(f"http://127.0.0.1:{port(api)}/healthz")
+            checks[api] = partial(_http_ok, f"http://127.0.0.1:{port(api)}/healthz")
         deadline = time.monotonic() + timeout
         waiting = dict(checks)
         while waiting:
@@ -111,7 +115,8 @@ class Stack:
                  f"  SMTP sink    {self.settings.smtp_host}:{self.settings.smtp_port} "
                  f"(mail in {shown(self.settings.var_dir / 'mail')}/)"]
         lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis]
-        lines += ["  make status: the queues   make down or Ctrl-C: stop everything"]
+        lines += ["  a process that crashes is restarted with a backoff ([keep] lines say so)",
+                  "  make status: the queues   make down or Ctrl-C: stop everything"]
         width = max(len(line) for line in lines)
         print("\n" + "=" * width + "\n" + "\n".join(lines) + "\n" + "=" * width, flush=True)
 
@@ -120,10 +125,19 @@ class Stack:
             say("stopping the processes")
             localstack.stop_group(self.honcho.pid)
             (self.run_dir / "honcho.pid").unlink(missing_ok=True)
+            forget_processes(self.run_dir)
         if self.localstack is not None:
             say("stopping LocalStack")
             localstack.stop_group(self.localstack.pid)
             (self.run_dir / "localstack.pid").unlink(missing_ok=True)
+
+
+def forget_processes(run_dir: Path) -> None:
+    """Remove the pid files keep.py left for processes honcho had to SIGKILL (it gives them
+    5 s), so that nothing later reads a pid the system may have handed to another process."""
+    for path in run_dir.glob("*.pid"):
+        if path.stem not in OWN_PIDFILES:
+            path.unlink(missing_ok=True)
 
 
 def shown(path: Path) -> str:
@@ -169,7 +183,8 @@ def main() -> int:
         stack.banner(stack.wait_ready(), started)
         assert stack.honcho is not None
         code = stack.honcho.wait()
-        say(f"honcho exited with code {code}")
+        # keep.py restarts what crashes, so honcho ends only when a supervisor itself is gone.
+        say(f"honcho exited with code {code}: a process's supervisor stopped (see above)")
     except Stopped:
         say("stop requested")
     except Exception as exc:

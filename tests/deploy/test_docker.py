@@ -14,9 +14,15 @@ from shared.settings import PORTS, ROOT, SERVICES
 DOCKER = ROOT / "deploy" / "docker"
 
 
+# `make up` runs each process under its restarting supervisor; a container's restart policy does
+# that job under compose, so the commands are compared without it.
+SUPERVISOR = "python -m deploy.local.keep -- "
+
+
 def procfile() -> dict[str, str]:
     lines = (ROOT / "deploy" / "local" / "Procfile").read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+    entries = (line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+    return {name: command.removeprefix(SUPERVISOR) for name, command in entries}
 
 
 @pytest.fixture(scope="module")

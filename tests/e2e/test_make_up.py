@@ -1,6 +1,7 @@
 """`make up`'s orchestrator, end to end: it starts LocalStack itself, provisions the whole
 topology, migrates every database, starts the Procfile, prints its banner, runs `make demo`'s
-scenario against it, and on SIGTERM stops everything it started."""
+scenario against it (which kills the payment worker), survives a SIGKILLed worker (issue 12,
+defect 6), and on SIGTERM stops everything it started."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 
 from deploy.local import localstack
 from deploy.local.localstack import free_port
@@ -23,6 +25,7 @@ from shared import db
 from shared.settings import ROOT, SERVICES
 from shared.topology import TOPOLOGY, physical
 from tests.support.messages import wait_for
+from tests.support.school import School
 
 DATABASES = (*SERVICES, "payment_gateway")
 
@@ -40,6 +43,46 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def running(run_dir: Path) -> dict[str, int]:
+    """Every process `up` and keep.py keep a pid file for, by name, with its pid."""
+    return {path.stem: int(path.read_text()) for path in run_dir.glob("*.pid")}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def survive_a_killed_worker(up: subprocess.Popen[str], output: list[str], run_dir: Path,
+                            school: School, name: str = "enrollment-worker.1") -> None:
+    """SIGKILL one worker: keep.py restarts it, every other process (LocalStack too) runs on,
+    and an enrollment made after the kill, which needs that worker twice, completes."""
+    before = running(run_dir)
+    os.kill(before[name], signal.SIGKILL)
+    restarted = wait_for(lambda: (p := running(run_dir).get(name)) not in (None, before[name])
+                         and p, 30, f"keep.py to restart {name}")
+    wait_for(lambda: any(f"{name}: restarted (pid {restarted})" in line for line in output),
+             10, "the restart in the terminal")
+    assert any(f"[keep] {name}: pid {before[name]} was killed by SIGKILL" in line
+               and "restarting it in 1 s" in line for line in output), "".join(output[-50:])
+    assert up.poll() is None and alive(restarted) and not alive(before[name])
+    assert {n: p for n, p in running(run_dir).items() if n != name} == \
+        {n: p for n, p in before.items() if n != name}
+    assert all(alive(pid) for pid in before.values() if pid != before[name])
+    student, course = school.student(), school.course()
+    reply = school.enroll(student, course)
+    assert reply.status_code == 202, reply.text
+    # If the killed worker's last long poll was still open, SQS gave it the payment result:
+    # it comes back after the queue's 60 s visibility timeout.
+    school.wait_status(reply.json()["id"], "active", timeout=150)
+    assert [p["status"] for p in school.payments(reply.json()["id"])] == ["succeeded"]
+
+
+# Start-up, the demo (with its minute for a killed worker's messages to come back) and a kill.
+@pytest.mark.timeout(600)
 def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str) -> None:
     endpoint, smtp_port, env_name = (f"http://127.0.0.1:{free_port()}", free_port(),
                                      "up" + uuid.uuid4().hex[:8])
@@ -81,17 +124,36 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
             assert f"http://127.0.0.1:{ports[service]}" in banner
             with urllib.request.urlopen(f"http://127.0.0.1:{ports[service]}/readyz") as ready:
                 assert ready.status == 200
+        # Lost with LocalStack if a killed worker took the stack down (issue 12, defect 6).
+        marker = sqs.create_queue(QueueName=f"{env_name}-marker")["QueueUrl"]
+        before_demo = running(tmp_path / "run")
+        assert set(before_demo) == {"honcho", "localstack", "smtp.1"} | {
+            f"{s}-{role}.1" for s in SERVICES for role in ("api", "worker")}
         demo = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=400)
         (tmp_path / "demo.out").write_text(demo.stdout + demo.stderr)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
         for outcome in ("Bob: cancelled (payment_declined)", "FLAGGED",
                         "still exactly one email", "Dee: active, payment succeeded",
+                        f"$ kill -KILL {before_demo['payment-worker.1']}",
+                        "keep.py restarted the payment worker",
+                        "Fay, Gus, Hal: active; the backlog drained", "one payment each",
                         "Demo complete"):
             assert outcome in demo.stdout, demo.stdout
-        # Ada 4 (confirmed, 3 grades), Bob 1, Cyd 2, Dee 1, Eve 3 (confirmed, cancelled, refund)
-        wait_for(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 11, 30,
-                 "the demo's 11 emails in the SMTP sink")
+        after_demo = running(tmp_path / "run")
+        assert after_demo.pop("payment-worker.1") != before_demo.pop("payment-worker.1")
+        assert after_demo == before_demo  # nothing else was restarted
+        # Ada 4 (confirmed, 3 grades), Bob 1, Cyd 2, Dee 1, Eve 3 (confirmed, cancelled, refund),
+        # Fay, Gus and Hal 1 each (confirmed)
+        wait_for(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 14, 30,
+                 "the demo's 14 emails in the SMTP sink")
+        survive_a_killed_worker(up, output, tmp_path / "run",
+                                School({s: f"http://127.0.0.1:{p}" for s, p in ports.items()}))
+        assert sqs.get_queue_url(QueueName=f"{env_name}-marker")["QueueUrl"] == marker
+        assert localstack.healthy(endpoint)
+        for service in SERVICES:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[service]}/readyz") as ready:
+                assert ready.status == 200
         started = time.monotonic()
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=60) == 0, "".join(output[-20:])
@@ -110,7 +172,7 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
             db.drop_database(url)
     assert took < 30
     assert not localstack.healthy(endpoint) and not port_open(smtp_port)
-    assert not (tmp_path / "run" / "honcho.pid").exists()
+    assert not running(tmp_path / "run")  # keep.py's pid files too
     wait_for(lambda: not Path(f"/proc/{localstack_pid}").exists(), 10, "LocalStack to exit")
 
 
