@@ -1,11 +1,32 @@
-"""marshmallow fields the services' HTTP schemas share."""
+"""marshmallow fields the services' HTTP schemas share, and the platform routes' bodies.
+
+Every string a client sends goes through `Text`: PostgreSQL cannot store a NUL character in a text
+column (psycopg refuses it), and a lone surrogate (a JSON "\\ud800" escape) cannot be encoded for
+either database, so both are a 422 here rather than a database error later (issue 12)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
+
+# NUL and the UTF-16 surrogate range: valid in a JSON string, impossible to store.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+ID_MAX = 64  # the String(64) id columns of every service's tables
+NAME_MAX = 200  # the String(200) name and title columns
+
+
+class Text(fields.String):
+    """A string that both databases can store."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _UNSTORABLE.search(text):
+            raise ValidationError("must not contain NUL characters or lone surrogates")
+        return text
 
 
 class UtcDateTime(fields.DateTime):
@@ -20,12 +41,55 @@ class UtcDateTime(fields.DateTime):
             "+00:00", "Z")
 
 
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
 def Name(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
     """A required name or title: 1 to 200 characters, not blank."""
-    rules = [validate.Length(min=1, max=200), validate.Regexp(r"\S", error="must not be blank")]
-    return fields.String(required=True, validate=rules, **kwargs)
+    rules: list[Callable[[Any], Any]] = [validate.Length(min=1, max=NAME_MAX), _not_blank]
+    return Text(required=True, validate=rules, **kwargs)
 
 
 def Ref(required: bool = True, **kwargs: Any) -> fields.String:  # noqa: N802
-    """An id of another record (required unless said otherwise)."""
-    return fields.String(required=required, validate=validate.Length(min=1, max=64), **kwargs)
+    """An id of another record (required unless said otherwise), as long as an id column."""
+    return Text(required=required, validate=validate.Length(min=1, max=ID_MAX), **kwargs)
+
+
+_EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _storable_instant(value: datetime) -> None:
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValidationError("must be between the years 1900 and 9000")
+
+
+def Instant(**kwargs: Any) -> fields.AwareDateTime:  # noqa: N802
+    """An ISO 8601 date-time with an offset, between the years 1900 and 9000, so that its UTC
+    form exists (0001-01-01T00:00+05:00 has none) and both databases can store it."""
+    return fields.AwareDateTime(format="iso", validate=_storable_instant, **kwargs)
+
+
+class ProblemSchema(Schema):
+    """The documented shape of every error (RFC 9457)."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(metadata={"description": "per field, on a 422"})
+
+
+class NotReadySchema(ProblemSchema):
+    failed = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                         metadata={"description": "each failed check and its error type"})
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.List(fields.String(), required=True)

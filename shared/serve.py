@@ -1,16 +1,77 @@
 """Process entry points shared by the Procfile and the container image:
 `python -m shared.serve api <service>` runs the API under gunicorn on the service's port;
 `python -m shared.serve worker <service>` runs its worker;
-`python -m shared.serve migrate <service>` upgrades its database (run before a new task serves)."""
+`python -m shared.serve migrate <service>` upgrades its database (run before a new task serves).
+
+gunicorn refuses a request it cannot or will not parse (a request line over LIMIT_REQUEST_LINE
+bytes, a header field over LIMIT_REQUEST_FIELD_SIZE, more than LIMIT_REQUEST_FIELDS headers, a
+malformed line) before the Flask app sees it, and answers in text/html. ProblemWorker answers
+those in application/problem+json like every other error (issue 12); the limits stay bounded."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
+from typing import Any
+
+from gunicorn import util
+from gunicorn.http import errors
+from gunicorn.workers.gthread import ThreadWorker
 
 from shared.settings import PORTS, SERVICES
+from shared.web import PROBLEM, TITLES, problem_body
+
+# gunicorn's defaults, written out because the README and the tests state them.
+LIMIT_REQUEST_LINE = 4094  # bytes of "METHOD /path?query HTTP/1.1": a URL of about 4 KB
+LIMIT_REQUEST_FIELDS = 100  # header fields
+LIMIT_REQUEST_FIELD_SIZE = 8190  # bytes of one "Name: value" header line
+
+# gunicorn's parse errors and what they mean to a client (as in gunicorn's Worker.handle_error).
+_REFUSALS: list[tuple[type[Exception], int, str]] = [
+    (errors.LimitRequestLine, 414,
+     f"The request line (method, URL and version) is longer than {LIMIT_REQUEST_LINE} bytes."),
+    (errors.LimitRequestHeaders, 431,
+     f"A header field is longer than {LIMIT_REQUEST_FIELD_SIZE} bytes, or there are more than "
+     f"{LIMIT_REQUEST_FIELDS} of them."),
+    (errors.UnsupportedTransferCoding, 501, "The Transfer-Encoding is not supported."),
+    (errors.ExpectationFailed, 417, "The Expect header cannot be met."),
+    (errors.ConfigurationProblem, 500, "The server is misconfigured; it has been logged."),
+    (errors.InvalidResponseHeader, 500, "An unexpected error occurred; it has been logged."),
+    (errors.InvalidResponseHeaderName, 500, "An unexpected error occurred; it has been logged."),
+    (errors.ForbiddenProxyRequest, 403, "The request is forbidden."),
+    (errors.ParseException, 400, "The request is not valid HTTP/1.1."),
+]
+
+
+def _status(exc: BaseException) -> tuple[int, str]:
+    return next(((code, text) for kind, code, text in _REFUSALS if isinstance(exc, kind)),
+                (500, "An unexpected error occurred; it has been logged."))
+
+
+def refusal(exc: BaseException) -> bytes:
+    """The whole HTTP response gunicorn sends for a request it refused, as problem+json."""
+    status, detail = _status(exc)
+    body = json.dumps(problem_body(status, detail)).encode()
+    head = (f"HTTP/1.1 {status} {TITLES.get(status, 'Error')}\r\nConnection: close\r\n"
+            f"Content-Type: {PROBLEM}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+class ProblemWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's threaded worker, answering the requests it refuses in problem+json."""
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        if _status(exc)[0] < 500:
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        else:  # not the client's fault: logged with the traceback, as gunicorn does
+            self.log.exception("Error handling request")
+        try:
+            util.write_nonblock(client, refusal(exc))
+        except OSError:
+            self.log.debug("Failed to send error message.")
 
 
 def port(service: str) -> int:
@@ -50,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     host = os.environ.get("BIND_HOST", "127.0.0.1")
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port(args.service)}",
                 "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
+                "--worker-class", "shared.serve.ProblemWorker",
+                "--limit-request-line", str(LIMIT_REQUEST_LINE),
+                "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),
+                "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE),
                 "--graceful-timeout", "20", "--access-logfile", "-", "--no-control-socket",
                 f"services.{args.service}.app:create_app()"]
     os.execv(sys.executable, gunicorn)

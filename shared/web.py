@@ -1,20 +1,29 @@
 """What every service's Flask app shares: problem+json errors (RFC 9457), X-Correlation-ID,
-/healthz, /readyz, /openapi.json and Swagger UI at /docs, served without a CDN."""
+/healthz, /readyz, /openapi.json and Swagger UI at /docs, served without a CDN.
+
+Hostile input (issue 12) ends here as a 4xx problem, never a 500: a body nested deeper than
+MAX_JSON_DEPTH is a 400, an id in a path that no record can have is a 404, and an
+X-Correlation-ID that could not travel as an SQS message attribute is replaced by a new id."""
 
 from __future__ import annotations
 
+import http
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import swagger_ui_bundle
-from flask import Flask, Response, current_app, g, jsonify, request, send_from_directory
+from flask import Flask, Response, current_app, g, request, send_from_directory
 from flask_smorest import Api, Blueprint
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from shared import logs
+from shared.schemas import ID_MAX, HealthSchema, NotReadySchema, ProblemSchema, ReadySchema
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
@@ -25,6 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 ReadyCheck = Callable[[], None]  # raises when the dependency is not reachable
+MAX_JSON_DEPTH = 32  # arrays and objects inside each other; no request body needs more
+# An SQS or SNS message attribute value must be non-empty, and this one is also a log field and a
+# String(100) column: printable ASCII only, at most 100 characters.
+_CORRELATION_ID = re.compile(r"[\x20-\x7e]{1,100}")
+CORRELATION_RULE = ("X-Correlation-ID: a value of 1 to 100 printable ASCII characters is kept "
+                    "and echoed; anything else (missing, longer, control or non-ASCII "
+                    "characters) is replaced by a new UUID, which is echoed instead.")
 
 
 class Problem(Exception):
@@ -36,16 +52,37 @@ class Problem(Exception):
 
 
 def problem(status: int, detail: str, errors: dict[str, Any] | None = None) -> Response:
-    titles = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-              409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type",
-              422: "Unprocessable Content", 500: "Internal Server Error",
-              503: "Service Unavailable"}
-    body: dict[str, Any] = {"type": "about:blank", "title": titles.get(status, "Error"),
+    return Response(json.dumps(problem_body(status, detail, errors)), status=status,
+                    mimetype=PROBLEM)
+
+
+TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+          413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
+          417: "Expectation Failed", 422: "Unprocessable Content",
+          431: "Request Header Fields Too Large", 500: "Internal Server Error",
+          501: "Not Implemented", 503: "Service Unavailable"}
+
+
+def problem_body(status: int, detail: str, errors: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """An RFC 9457 problem; shared with the gunicorn worker, which answers before Flask does."""
+    body: dict[str, Any] = {"type": "about:blank", "title": TITLES.get(status, "Error"),
                             "status": status, "detail": detail}
     if errors is not None:
         body["errors"] = errors
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM)
-    return response
+    return body
+
+
+class IdConverter(BaseConverter):
+    """A record id in a path: 1 to 64 characters (the id columns' length), no control
+    characters. Anything else cannot name a record, so the router answers 404 before a query
+    would carry a NUL to PostgreSQL."""
+
+    regex = rf"[^/\x00-\x1f\x7f]{{1,{ID_MAX}}}"
+
+
+def _id_parameter(converter: BaseConverter) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": ID_MAX}
 
 
 _LOCATIONS = ("json", "query", "headers", "path", "form")
@@ -65,6 +102,23 @@ def _field_errors(messages: Any) -> dict[str, Any]:
 
 
 class ProblemApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api, with every error rendered and documented as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """flask-smorest documents its error responses (one per status, and DEFAULT_ERROR, which
+        every operation refers to) as application/json; ours are application/problem+json."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "An error, as problem+json", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, PROBLEM)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, default, lazy=True)
+
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
         data = getattr(error, "data", {}) or {}
@@ -83,24 +137,50 @@ def _with_headers(response: Response, error: HTTPException) -> Response:
     return response
 
 
+def correlation_id(header: str | None) -> str:
+    """The client's X-Correlation-ID if it can travel as a message attribute, else a new id."""
+    value = (header or "").strip()
+    return value if _CORRELATION_ID.fullmatch(value) else str(uuid.uuid4())
+
+
 def _correlation() -> None:
-    header = request.headers.get("X-Correlation-ID", "").strip()
-    g.correlation_id = header[:100] if header else str(uuid.uuid4())
+    g.correlation_id = correlation_id(request.headers.get("X-Correlation-ID"))
     g.log_token = logs.correlation_id.set(g.correlation_id)
 
 
 def _require_json() -> Response | None:
-    """400 for a body that is not JSON, before webargs would call it missing (422)."""
+    """400 for a body that is not JSON, before webargs would call it missing (422), and for one
+    nested too deeply: json.loads raises RecursionError (not a ValueError) near depth 1000, and
+    anything that walks a deep body later could too."""
     if request.method not in ("POST", "PUT", "PATCH") or not request.get_data():
         return None
     if not request.is_json:
         return problem(400, "The body must be JSON, sent as Content-Type: application/json.")
     try:
-        json.loads(request.get_data())
+        body = json.loads(request.get_data())
     except ValueError as exc:
         return problem(400, f"The body is not valid JSON: {exc.__class__.__name__} at "
                             f"position {getattr(exc, 'pos', '?')}.")
-    return None
+    except RecursionError:
+        return _too_deep()
+    return _too_deep() if _depth(body) > MAX_JSON_DEPTH else None
+
+
+def _too_deep() -> Response:
+    return problem(400, f"The body nests arrays or objects more than {MAX_JSON_DEPTH} deep.")
+
+
+def _depth(value: Any) -> int:
+    """How many arrays and objects nest inside each other in a parsed JSON value (1 for
+    `{"a": 1}`), counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _finish(response: Response) -> Response:
@@ -125,8 +205,11 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
         OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL="/docs/static/",
         MAX_CONTENT_LENGTH=max_body_bytes, JSON_SORT_KEYS=False,
+        API_SPEC_OPTIONS={"info": {"description": CORRELATION_RULE}},
     )
+    app.url_map.converters["id"] = IdConverter
     api = ProblemApi(app)
+    api.register_converter(IdConverter, _id_parameter)
     app.before_request(_correlation)
     app.before_request(_require_json)
     app.after_request(_finish)
@@ -169,11 +252,15 @@ def _platform(ready_checks: dict[str, ReadyCheck]) -> Blueprint:
     bp = Blueprint("platform", __name__, description="Liveness and readiness")
 
     @bp.route("/healthz")
+    @bp.response(200, HealthSchema)
     def healthz() -> Any:
         """The process is alive."""
-        return jsonify(status="ok")
+        return {"status": "ok"}
 
     @bp.route("/readyz")
+    @bp.response(200, ReadySchema)
+    @bp.alt_response(503, schema=NotReadySchema, content_type=PROBLEM,
+                     description="A dependency is not reachable")
     def readyz() -> Any:
         """The service's database and queues are reachable."""
         failed = {}
@@ -183,8 +270,8 @@ def _platform(ready_checks: dict[str, ReadyCheck]) -> Blueprint:
             except Exception as exc:  # reported, not raised: readiness is the answer
                 failed[name] = type(exc).__name__
         if failed:
-            body = {"status": "unavailable", "failed": failed}
-            return Response(json.dumps(body), status=503, mimetype="application/json")
-        return jsonify(status="ready", checks=sorted(ready_checks))
+            body = problem_body(503, "Not ready: " + ", ".join(sorted(failed)) + " failed.")
+            return Response(json.dumps(body | {"failed": failed}), status=503, mimetype=PROBLEM)
+        return {"status": "ready", "checks": sorted(ready_checks)}
 
     return bp

@@ -29,14 +29,14 @@ def post_assignment(body: dict[str, Any]) -> Any:
         return commands.create_assignment(session, rt.producer, g.correlation_id, **body)
 
 
-@blp.route("/assignments/<assignment_id>")
+@blp.route("/assignments/<id:assignment_id>")
 @blp.response(200, schemas.AssignmentOut)
 def get_assignment(assignment_id: str) -> Any:
     with current_runtime().sessions() as session:
         return commands.get_assignment(session, assignment_id)
 
 
-@blp.route("/assignments/<assignment_id>/submissions", methods=["POST"])
+@blp.route("/assignments/<id:assignment_id>/submissions", methods=["POST"])
 @blp.arguments(schemas.SubmissionIn)
 @blp.response(202, schemas.SubmissionAccepted)
 @blp.doc(parameters=[OPENAPI_PARAMETER])
@@ -55,7 +55,7 @@ def post_submission(body: dict[str, Any], assignment_id: str) -> Any:
                            "send it again.") from None
 
 
-@blp.route("/assignments/<assignment_id>/submissions")
+@blp.route("/assignments/<id:assignment_id>/submissions")
 @blp.arguments(schemas.SubmissionQuery, location="query")
 @blp.response(200, schemas.SubmissionOut(many=True))
 def list_submissions(query: dict[str, str], assignment_id: str) -> Any:

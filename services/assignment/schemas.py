@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.schemas import Name, Ref, UtcDateTime
+from shared.schemas import Instant, Name, Ref, Text, UtcDateTime
 
 MAX_CONTENT_BYTES = 100 * 1024
 
@@ -14,9 +14,9 @@ class AssignmentIn(Schema):
     title = Name()
     max_score = fields.Integer(required=True, strict=True,
                                validate=validate.Range(min=1, max=10_000))
-    keywords = fields.List(fields.String(validate=validate.Length(min=1, max=50)),
+    keywords = fields.List(Text(validate=validate.Length(min=1, max=50)),
                            load_default=list, validate=validate.Length(max=50))
-    due_at = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
+    due_at = Instant(load_default=None, allow_none=True)
 
 
 class AssignmentOut(Schema):
@@ -31,7 +31,7 @@ class AssignmentOut(Schema):
 
 class SubmissionIn(Schema):
     student_id = Ref()
-    content = fields.String(required=True, validate=validate.Length(min=1))
+    content = Text(required=True, validate=validate.Length(min=1))
 
 
 class SubmissionAccepted(Schema):
@@ -56,6 +56,6 @@ class SubmissionQuery(Schema):
 
 
 class GraderFaults(Schema):
-    student_ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
-                              required=True, metadata={
+    student_ids = fields.List(Ref(), required=True, validate=validate.Length(max=1000),
+                              metadata={
                                   "description": "grading fails transiently for these students"})

@@ -26,7 +26,7 @@ def post_student(body: dict[str, Any]) -> Any:
         return commands.register_student(session, rt.producer, g.correlation_id, **body)
 
 
-@blp.route("/students/<student_id>")
+@blp.route("/students/<id:student_id>")
 @blp.response(200, schemas.StudentOut)
 def get_student(student_id: str) -> Any:
     with current_runtime().sessions() as session:
@@ -42,7 +42,7 @@ def post_course(body: dict[str, Any]) -> Any:
         return commands.create_course(session, rt.producer, g.correlation_id, **body)
 
 
-@blp.route("/courses/<course_id>")
+@blp.route("/courses/<id:course_id>")
 @blp.response(200, schemas.CourseOut)
 def get_course(course_id: str) -> Any:
     with current_runtime().sessions() as session:
@@ -79,14 +79,14 @@ def list_enrollments(query: dict[str, str]) -> Any:
             enrollments.c.created_at)).all()
 
 
-@blp.route("/enrollments/<enrollment_id>")
+@blp.route("/enrollments/<id:enrollment_id>")
 @blp.response(200, schemas.EnrollmentOut)
 def get_enrollment(enrollment_id: str) -> Any:
     with current_runtime().sessions() as session:
         return commands.get(session, enrollments, enrollment_id, "enrollment")
 
 
-@blp.route("/enrollments/<enrollment_id>/cancel", methods=["POST"])
+@blp.route("/enrollments/<id:enrollment_id>/cancel", methods=["POST"])
 @blp.response(202, schemas.EnrollmentAccepted)
 def cancel_enrollment(enrollment_id: str) -> Any:
     rt = current_runtime()

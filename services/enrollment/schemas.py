@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.schemas import Name, Ref, UtcDateTime
+from shared.schemas import Name, Ref, Text, UtcDateTime
 
 
 class StudentIn(Schema):
@@ -23,8 +23,9 @@ class CourseIn(Schema):
     title = Name()
     price_cents = fields.Integer(required=True, strict=True,
                                  validate=validate.Range(min=0, max=100_000_000))
-    currency = fields.String(load_default="USD", validate=validate.Regexp(
-        r"^[A-Z]{3}$", error="must be an ISO 4217 code such as USD"))
+    # Length as well as the pattern: re's $ also matches before a final newline ("USD\n").
+    currency = Text(load_default="USD", validate=[validate.Length(equal=3), validate.Regexp(
+        r"^[A-Z]{3}$", error="must be an ISO 4217 code such as USD")])
     capacity = fields.Integer(required=True, strict=True,
                               validate=validate.Range(min=1, max=100_000))
 
@@ -42,7 +43,7 @@ class CourseOut(Schema):
 class EnrollmentIn(Schema):
     student_id = Ref()
     course_id = Ref()
-    payment_token = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    payment_token = Text(required=True, validate=validate.Length(min=1, max=64))
 
 
 class EnrollmentAccepted(Schema):

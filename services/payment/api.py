@@ -40,7 +40,7 @@ def list_payments(query: dict[str, str]) -> Any:
     return [_with_attempts(row, gateway) for row in rows]
 
 
-@blp.route("/payments/<payment_id>")
+@blp.route("/payments/<id:payment_id>")
 @blp.response(200, PaymentOut)
 def get_payment(payment_id: str) -> Any:
     runtime, gateway = _deps()

@@ -3,21 +3,26 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from gunicorn.http import errors
+from marshmallow import Schema
 from werkzeug.test import TestResponse
 
-from shared.web import Problem, create_app
+from shared.schemas import Name
+from shared.serve import refusal
+from shared.web import MAX_JSON_DEPTH, Problem, create_app
 
 PROBLEM = "application/problem+json"
 
 
 class ThingIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(max=200))
+    name = Name()
 
 
 def ok_check() -> None:
@@ -36,6 +41,10 @@ def client(checks: dict[str, Any] | None = None) -> FlaskClient:
     @bp.response(201, ThingIn)
     def post(body: dict[str, Any]) -> Any:
         return body
+
+    @bp.route("/things/<id:thing_id>")
+    def get(thing_id: str) -> Any:
+        return {"id": thing_id}
 
     @bp.route("/conflict")
     def conflict() -> Any:
@@ -152,3 +161,105 @@ def test_a_405_says_which_methods_are_allowed() -> None:
     headers, so the Allow header that RFC 9110 section 15.5.6 requires on a 405 is lost."""
     reply = client().delete("/things")
     assert "POST" in reply.headers.get("Allow", "")
+
+
+# --- hostile input (issue 12, defect 4) ----------------------------------------------------------
+
+def nested(depth: int) -> str:
+    """A body whose name is a value nested `depth` levels deep (the object itself is level 1)."""
+    return '{"name": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+
+def test_json_nested_beyond_the_recursion_limit_is_400_not_500() -> None:
+    reply = client().post("/things", data="[" * 100_000 + "]" * 100_000,
+                          content_type="application/json")
+    assert "nests" in assert_problem(reply, 400)["detail"]
+
+
+def test_json_nested_past_the_depth_limit_is_400() -> None:
+    reply = client().post("/things", data=nested(MAX_JSON_DEPTH + 1),
+                          content_type="application/json")
+    assert_problem(reply, 400)
+
+
+def test_json_nested_within_the_depth_limit_reaches_validation() -> None:
+    reply = client().post("/things", data=nested(MAX_JSON_DEPTH),
+                          content_type="application/json")
+    assert "name" in assert_problem(reply, 422)["errors"]
+
+
+@pytest.mark.parametrize("text", [r"Ada\u0000Lovelace", r"Ada\ud800"])
+def test_text_a_database_cannot_store_is_422(text: str) -> None:
+    """NUL (PostgreSQL refuses it) and a lone surrogate (no encoding exists) in a text field."""
+    reply = client().post("/things", data='{"name": "' + text + '"}',
+                          content_type="application/json")
+    assert "NUL" in assert_problem(reply, 422)["errors"]["name"][0]
+
+
+def test_a_blank_name_is_422_but_a_leading_space_is_not() -> None:
+    assert "name" in assert_problem(client().post("/things", json={"name": " \t"}), 422)["errors"]
+    assert client().post("/things", json={"name": " Ada"}).status_code == 201
+
+
+@pytest.mark.parametrize("thing_id", ["x" * 65, "a%00b", "a%0Ab"])
+def test_an_id_no_record_can_have_is_a_404_problem(thing_id: str) -> None:
+    assert_problem(client().get(f"/things/{thing_id}"), 404)
+
+
+def test_an_id_as_long_as_the_id_column_is_routed() -> None:
+    reply = client().get("/things/" + "é" * 64)
+    assert reply.status_code == 200 and reply.get_json() == {"id": "é" * 64}
+
+
+@pytest.mark.parametrize("sent", ["x" * 101, "caf\u00e9", "a\tb", "a\x7fb", "   "])
+def test_a_correlation_id_that_cannot_be_a_message_attribute_is_replaced(sent: str) -> None:
+    made = client().get("/healthz", headers={"X-Correlation-ID": sent}).headers["X-Correlation-ID"]
+    assert str(uuid.UUID(made)) == made
+
+
+def test_a_printable_ascii_correlation_id_of_100_characters_is_kept() -> None:
+    sent = "req 42/" + "~" * 93
+    assert client().get("/healthz", headers={"X-Correlation-ID": sent}
+                        ).headers["X-Correlation-ID"] == sent
+
+
+def test_readyz_503_is_a_problem_naming_the_failed_check() -> None:
+    body = assert_problem(client({"db": failing_check}).get("/readyz"), 503)
+    assert body["failed"] == {"db": "ConnectionError"} and "db" in body["detail"]
+
+
+def test_openapi_documents_errors_as_problem_json() -> None:
+    spec = client().get("/openapi.json").get_json()
+    for name in ("DEFAULT_ERROR", "UNPROCESSABLE_ENTITY"):
+        assert set(spec["components"]["responses"][name]["content"]) == {PROBLEM}
+    assert {"type", "title", "status", "detail"} <= set(
+        spec["components"]["schemas"]["Problem"]["required"])
+
+
+def test_openapi_documents_readyz_200_and_503() -> None:
+    responses = client().get("/openapi.json").get_json()["paths"]["/readyz"]["get"]["responses"]
+    assert "application/json" in responses["200"]["content"]
+    assert PROBLEM in responses["503"]["content"]
+
+
+def test_openapi_bounds_path_ids_and_states_the_correlation_rule() -> None:
+    spec = client().get("/openapi.json").get_json()
+    parameter = spec["paths"]["/things/{thing_id}"]["parameters"][0]
+    assert parameter["schema"]["maxLength"] == 64
+    assert "X-Correlation-ID" in spec["info"]["description"]
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (errors.LimitRequestLine(5000, 4094), 414),
+    (errors.LimitRequestHeaders("limit request headers fields size"), 431),
+    (errors.InvalidRequestLine("GET"), 400),
+    (errors.InvalidHeader("X-Bad"), 400),
+])
+def test_a_request_gunicorn_refuses_is_answered_in_problem_json(error: Exception,
+                                                                status: int) -> None:
+    head, _, body = refusal(error).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} ")
+    assert f"Content-Type: {PROBLEM}" in lines and f"Content-Length: {len(body)}" in lines
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["title"] and problem["detail"]
