@@ -12,7 +12,7 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 
 .DEFAULT_GOAL := help
 .PHONY: help venv up down demo status test test-unit bench-grading lint typecheck clean \
-        synth deploy diff
+        synth deploy diff chaos
 
 help: ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ test-unit: $(BIN)/.installed ## unit tests only (no LocalStack, no database)
 
 bench-grading: venv ## grading throughput: grouped by student vs by assignment (median of 3)
 	@$(BIN)/python -m bench.grading $(BENCH_ARGS)
+
+chaos: venv ## fault-injection run on a stack of its own; CHAOS_EVENTS, CHAOS_SEED, DB=postgres
+	@$(BIN)/python -m deploy.local.chaos
 
 lint: $(BIN)/.installed ## ruff on everything
 	@$(BIN)/ruff check .

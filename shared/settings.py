@@ -24,7 +24,7 @@ class ConfigError(ValueError):
     """A setting has a value the platform cannot use."""
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -80,18 +80,18 @@ class Settings:
             var_dir=Path(env.get("SCHOOL_VAR_DIR") or ROOT / "var"),
             db=db,
             pg_host=env.get("PGHOST", "127.0.0.1") or "127.0.0.1",
-            pg_port=int(_number(env, "PGPORT", 5432)),
+            pg_port=int(env_number(env, "PGPORT", 5432)),
             pg_user=env.get("PGUSER", "postgres") or "postgres",
             pg_password=env.get("PGPASSWORD", ""),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-            consumer_concurrency=max(1, int(_number(env, "SCHOOL_CONSUMER_CONCURRENCY", 4))),
-            backoff_base=_number(env, "SCHOOL_BACKOFF_BASE", 2.0),
-            backoff_cap=_number(env, "SCHOOL_BACKOFF_CAP", 120.0),
-            shutdown_deadline=_number(env, "SCHOOL_SHUTDOWN_DEADLINE", 20.0),
-            relay_interval=_number(env, "SCHOOL_RELAY_INTERVAL", 0.2),
-            outbox_retention_hours=_number(env, "SCHOOL_OUTBOX_RETENTION_HOURS", 24.0),
-            inbox_retention_days=_number(env, "SCHOOL_INBOX_RETENTION_DAYS", 15.0),
+            consumer_concurrency=max(1, int(env_number(env, "SCHOOL_CONSUMER_CONCURRENCY", 4))),
+            backoff_base=env_number(env, "SCHOOL_BACKOFF_BASE", 2.0),
+            backoff_cap=env_number(env, "SCHOOL_BACKOFF_CAP", 120.0),
+            shutdown_deadline=env_number(env, "SCHOOL_SHUTDOWN_DEADLINE", 20.0),
+            relay_interval=env_number(env, "SCHOOL_RELAY_INTERVAL", 0.2),
+            outbox_retention_hours=env_number(env, "SCHOOL_OUTBOX_RETENTION_HOURS", 24.0),
+            inbox_retention_days=env_number(env, "SCHOOL_INBOX_RETENTION_DAYS", 15.0),
             smtp_host=env.get("SMTP_HOST", "127.0.0.1") or "127.0.0.1",
-            smtp_port=int(_number(env, "SMTP_PORT", 1025)),
+            smtp_port=int(env_number(env, "SMTP_PORT", 1025)),
             simulator_controls=env.get("SCHOOL_SIMULATOR_CONTROLS", "0") == "1",
         )

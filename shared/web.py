@@ -19,6 +19,7 @@ import swagger_ui_bundle
 from flask import Flask, Response, current_app, g, request, send_from_directory
 from flask_smorest import Api, Blueprint
 from flask_smorest.utils import prepare_response
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
@@ -244,6 +245,13 @@ def current_runtime() -> Runtime:
 def _unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):  # raised outside flask-smorest's views (404, 405)
         return _with_headers(problem(error.code or 500, error.description or error.name), error)
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        # The database dropped the connection (a restart, a failover, pg_terminate_backend);
+        # the transaction rolled back, the pool reconnects, and the same request can be retried.
+        log.warning("database connection lost: %s", error.orig, extra={"outcome": "db_lost"})
+        response = problem(503, "The database connection was lost; retry the request.")
+        response.headers["Retry-After"] = "1"
+        return response
     log.exception("unhandled error", extra={"outcome": "error"})
     return problem(500, "An unexpected error occurred; it has been logged.")
 

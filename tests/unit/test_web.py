@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from flask_smorest import Blueprint
 from gunicorn.http import errors
 from marshmallow import Schema
+from sqlalchemy.exc import OperationalError
 from werkzeug.test import TestResponse
 
 from shared.schemas import Name
@@ -53,6 +54,11 @@ def client(checks: dict[str, Any] | None = None) -> FlaskClient:
     @bp.route("/boom")
     def boom() -> Any:
         raise RuntimeError("secret internals")
+
+    @bp.route("/db-lost")
+    def db_lost() -> Any:
+        raise OperationalError("SELECT 1", {}, ConnectionError("terminated by administrator"),
+                               connection_invalidated=True)
 
     return create_app("probe", [bp], checks or {"db": ok_check}).test_client()
 
@@ -263,3 +269,12 @@ def test_a_request_gunicorn_refuses_is_answered_in_problem_json(error: Exception
     assert f"Content-Type: {PROBLEM}" in lines and f"Content-Length: {len(body)}" in lines
     problem = json.loads(body)
     assert problem["status"] == status and problem["title"] and problem["detail"]
+
+
+def test_a_lost_database_connection_is_a_503_to_retry_not_a_500() -> None:
+    """A connection the database dropped (pg_terminate_backend in make chaos) rolled the request
+    back; the client may retry it, so say so."""
+    reply = client().get("/db-lost")
+    body = assert_problem(reply, 503)
+    assert reply.headers["Retry-After"] == "1"
+    assert "terminated" not in json.dumps(body)  # no internals sent back

@@ -1,0 +1,7 @@
+"""`make chaos`: the project's own fault-injection run (issue 12, DESIGN section 10).
+
+It starts a stack of its own (SCHOOL_ENV, LocalStack, ports, databases), drives a seeded workload
+through the public HTTP APIs while it kills workers, freezes LocalStack, stops the SMTP sink,
+duplicates deliveries and kills database connections, then checks the delivery guarantees
+through the APIs and the SMTP sink only. `python -m deploy.local.chaos --help`.
+"""

@@ -1,0 +1,173 @@
+"""What the system says now, through its public APIs, its SMTP sink and its queues; and waiting
+for it to settle (polling with a deadline)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from typing import Any
+
+from deploy.local.chaos.client import Api
+from deploy.local.chaos.ledger import Ledger
+from deploy.local.chaos.stack import Stack
+from deploy.local.chaos.wait import say
+
+FINAL = ("active", "cancelled")
+
+
+@dataclass
+class State:
+    enrollments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    submissions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    mail: list[dict[str, str]] = field(default_factory=list)
+    depths: dict[str, int] = field(default_factory=dict)  # queue and DLQ -> messages in it
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    event_type: str
+    dlq_reason: str | None
+    dlq_error: str | None
+    receive_count: int
+    data: dict[str, Any]
+
+
+class Observer:
+    def __init__(self, stack: Stack, api: Api, ledger: Ledger) -> None:
+        self.stack, self.api, self.ledger = stack, api, ledger
+        self.state = State()
+
+    def poll(self, full: bool = False) -> State:
+        """Refresh what may still change (everything when `full`)."""
+        s = self.state
+        moving = [e.id for e in self.ledger.enrollments.values() if full or not self._settled(e.id)]
+        with ThreadPoolExecutor(8) as pool:
+            for row in pool.map(lambda i: self.api.get("enrollment", f"/enrollments/{i}"),
+                                moving):
+                s.enrollments[row["id"]] = row
+            for rows in pool.map(lambda a: self.api.get(
+                    "assignment", f"/assignments/{a}/submissions"), self.ledger.assignments):
+                s.submissions.update({r["id"]: r for r in rows})
+        s.summary = self.api.get("analytics", "/analytics/summary")
+        s.mail = read_mail(self.stack)
+        s.depths = self.depths()
+        return s
+
+    def _settled(self, enrollment_id: str) -> bool:
+        row = self.state.enrollments.get(enrollment_id)
+        wanted = "cancelled" if self.ledger.enrollments[enrollment_id].cancelled else FINAL
+        return row is not None and row["status"] in wanted
+
+    def depths(self) -> dict[str, int]:
+        sqs = self.stack.client("sqs")
+        names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed")
+        depths = {}
+        for ref in self.stack.queues:
+            for name, url in ((ref.spec.name, ref.url), (ref.spec.dlq_name, ref.dlq_url)):
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))
+                depths[name] = sum(int(attrs["Attributes"].get(n, 0)) for n in names)
+        return depths
+
+    def complete(self) -> bool:
+        """Every request has had all its effects, and no queue holds anything."""
+        s = self.state
+        counted = s.summary.get("events_by_type", {})
+        return (all(self._settled(e) for e in self.ledger.enrollments)
+                and all(s.submissions.get(x.id, {}).get("status") == "graded"
+                        for x in self.ledger.submissions)
+                and all(counted.get(k, 0) >= n for k, n in self.ledger.expected_events().items())
+                and len(s.mail) >= sum(self.ledger.expected_mail().values())
+                and not any(s.depths.values()))
+
+    def settle(self, timeout: float, quiet: float, what: str) -> bool:
+        """Poll until complete (True), or until nothing moved for `quiet` seconds with the main
+        queues empty, or the deadline (False: the checks then say what is missing)."""
+        started = last_change = time.monotonic()
+        seen: tuple[Any, ...] = ()
+        while True:
+            s = self.poll()
+            if self.complete():
+                say(f"{what}: settled after {time.monotonic() - started:.0f} s")
+                return True
+            now, mark = time.monotonic(), self._fingerprint()
+            if mark != seen:
+                seen, last_change = mark, now
+                say(f"{what}: waiting ({self._describe()})")
+            mains_empty = not any(n for q, n in s.depths.items() if "-dlq" not in q)
+            if mains_empty and now - last_change > quiet:
+                say(f"{what}: nothing moved for {quiet:.0f} s; checking what is there")
+                return False
+            if now - started > timeout:
+                say(f"{what}: not settled after {timeout:.0f} s; checking what is there")
+                return False
+            time.sleep(2)
+
+    def _fingerprint(self) -> tuple[Any, ...]:
+        s = self.state
+        return (tuple(sorted(Counter(r["status"] for r in s.enrollments.values()).items())),
+                tuple(sorted(Counter(r["status"] for r in s.submissions.values()).items())),
+                s.summary.get("events_processed"), len(s.mail), tuple(sorted(s.depths.items())))
+
+    def _describe(self) -> str:
+        s = self.state
+        open_enrollments = sum(not self._settled(e) for e in self.ledger.enrollments)
+        ungraded = sum(r["status"] != "graded" for r in s.submissions.values())
+        queued = sum(s.depths.values())
+        return (f"{open_enrollments} enrollments and {ungraded} submissions unfinished, "
+                f"{s.summary.get('events_processed', 0)} events counted, {len(s.mail)} emails, "
+                f"{queued} messages in queues and DLQs")
+
+
+def read_mail(stack: Stack) -> list[dict[str, str]]:
+    parser = BytesHeaderParser()
+    mail = []
+    for path in sorted(stack.mail_dir.glob("*.eml")):
+        with path.open("rb") as f:
+            headers = parser.parse(f)
+        mail.append({"event_id": str(headers["X-Event-ID"]),
+                     "message_id": str(headers["Message-ID"]),
+                     "event_type": str(headers["X-Event-Type"]), "to": str(headers["To"])})
+    return mail
+
+
+def dead_letters(stack: Stack) -> list[DeadLetter]:
+    """Every message of every DLQ, in flight or not, read through LocalStack's developer
+    endpoint: it neither receives (no receive count spent) nor hides a FIFO group's tail."""
+    found = []
+    for ref in stack.queues:
+        query = urllib.parse.urlencode({"QueueUrl": ref.dlq_url, "ShowInvisible": "true"})
+        request = urllib.request.Request(f"{stack.endpoint}/_aws/sqs/messages?{query}",
+                                         headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            result = json.load(response)["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
+        messages = result.get("Message") or []
+        for m in [messages] if isinstance(messages, dict) else messages:
+            found.append(_dead_letter(ref.spec.name, m))
+    return found
+
+
+def _dead_letter(queue: str, message: dict[str, Any]) -> DeadLetter:
+    attrs = {a["Name"]: a["Value"].get("StringValue") for a in _list(message, "MessageAttribute")}
+    system = {a["Name"]: a["Value"] for a in _list(message, "Attribute")}
+    try:
+        body = json.loads(message["Body"])
+        data = body.get("data", {}) if isinstance(body, dict) else {}
+    except ValueError:
+        data = {}
+    return DeadLetter(queue, str(attrs.get("event_type")), attrs.get("dlq_reason"),
+                      attrs.get("dlq_error"), int(system.get("ApproximateReceiveCount", 0)),
+                      data if isinstance(data, dict) else {})
+
+
+def _list(message: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = message.get(key) or []
+    return [value] if isinstance(value, dict) else list(value)
