@@ -54,7 +54,7 @@ class ServiceStack:
             for role in ("api", "worker"):
                 self.procs[f"{service}-{role}"] = self._spawn(role, service)
         for service in self.services:
-            wait_for(lambda s=service: self._healthy(s), 60, f"{service} /healthz")
+            wait_for(lambda s=service: self._healthy(s), 120, f"{service} /healthz")
 
     def _spawn(self, role: str, service: str) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{service}-{role}.log").open("wb")
