@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,11 +22,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.backoff import Backoff
-from shared.envelope import MAX_MESSAGE_BYTES, Envelope, message_size
-from shared.topology import Topology, physical
+from shared.envelope import Envelope
+from shared.publisher import Publisher, SendResult, plan_batches
+from shared.topology import Topology
 
 log = logging.getLogger(__name__)
-BATCH = 10  # the most SendMessageBatch and PublishBatch accept in one call
 
 
 @dataclass(frozen=True)
@@ -51,140 +51,6 @@ class Outbox:
             "body": envelope.body(), "attributes": json.dumps(envelope.attributes()),
             "created_at": datetime.now(UTC), "attempts": 0,
         }
-
-
-# A batch call's entries may add up to at most 256 KiB, bodies and attributes together, on both
-# SendMessageBatch and PublishBatch (`BatchRequestTooLong` otherwise): a relay that filled a batch
-# by count alone retried six 100 KB submissions for ever.
-MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
-# Error codes that concern the request's content, not SQS's health: a batch refused with one is
-# split into single calls, and a single row refused with one is set aside as dead. Every other
-# error (throttling, a missing queue, credentials, the network) is the relay's to back off on.
-CONTENT_ERRORS = frozenset({
-    "BatchRequestTooLong", "RequestTooLong", "MessageTooLong", "InvalidParameterValue",
-    "InvalidParameter", "InvalidMessageContents", "InvalidAttributeName", "InvalidAttributeValue",
-    "InvalidBatchEntryId", "BatchEntryIdsNotDistinct", "TooManyEntriesInBatchRequest",
-    "ValidationError",
-})
-
-
-@dataclass
-class SendResult:
-    """What one call made of its rows: accepted, refused for ever, or refused for now."""
-
-    sent: set[int] = field(default_factory=set)
-    dead: dict[int, str] = field(default_factory=dict)
-    deferred: dict[int, str] = field(default_factory=dict)
-
-    def merge(self, other: SendResult) -> None:
-        self.sent |= other.sent
-        self.dead |= other.dead
-        self.deferred |= other.deferred
-
-
-def error_code(exc: ClientError) -> str:
-    """`AWS.SimpleQueueService.BatchRequestTooLong`, `InvalidParameterValueException` and
-    `InvalidParameterValue` as the plain code: SQS's query and JSON protocols spell them so."""
-    code = str(exc.response.get("Error", {}).get("Code", "")).rsplit(".", 1)[-1]
-    return code.removesuffix("Exception")
-
-
-def row_size(row: Row[Any]) -> int:
-    return message_size(row.body, json.loads(row.attributes))
-
-
-class Publisher:
-    """Sends outbox rows to SNS or SQS in batches and sorts out what each call made of them."""
-
-    def __init__(self, sqs: Any, sns: Any, topology: Topology, env: str) -> None:
-        self.sqs, self.sns, self.topology, self.env = sqs, sns, topology, env
-        self._targets: dict[str, str] = {}
-
-    def target(self, destination: str) -> str:
-        """Queue URL or topic ARN of a logical destination, looked up once."""
-        if destination not in self._targets:
-            name = physical(self.env, destination)
-            if destination == self.topology.topic.name:
-                self._targets[destination] = self.sns.create_topic(Name=name)["TopicArn"]
-            else:
-                self._targets[destination] = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        return self._targets[destination]
-
-    def send(self, destination: str, rows: Sequence[Row[Any]]) -> SendResult:
-        """One batch call; a batch refused for its content as a whole is retried row by row.
-
-        Raises BotoCoreError or ClientError when the failure is not the rows' own.
-        """
-        try:
-            reply = self._call(destination, rows)
-        except ClientError as exc:
-            code = error_code(exc)
-            if code not in CONTENT_ERRORS:
-                raise
-            if len(rows) == 1:
-                return SendResult(dead={rows[0].id: f"{code}: {exc}"[:1000]})
-            result = SendResult()
-            for row in rows:
-                result.merge(self.send(destination, [row]))
-            return result
-        result = SendResult(sent={int(ok["Id"]) for ok in reply.get("Successful", [])})
-        for failed in reply.get("Failed", []):
-            reason = f"{failed.get('Code')}: {failed.get('Message', '')}"[:1000]
-            # SenderFault: the entry itself is wrong and will be refused again (SQS API
-            # reference, BatchResultErrorEntry); otherwise it is SQS's trouble, try later.
-            bucket = result.dead if failed.get("SenderFault") else result.deferred
-            bucket[int(failed["Id"])] = reason
-        return result
-
-    def _call(self, destination: str, rows: Sequence[Row[Any]]) -> dict[str, Any]:
-        target = self.target(destination)
-        if destination == self.topology.topic.name:
-            entries = [{"Id": str(r.id), "Message": r.body,
-                        "MessageAttributes": json.loads(r.attributes)} for r in rows]
-            reply: dict[str, Any] = self.sns.publish_batch(TopicArn=target,
-                                                           PublishBatchRequestEntries=entries)
-        else:
-            reply = self.sqs.send_message_batch(QueueUrl=target,
-                                                Entries=[self._sqs_entry(r) for r in rows])
-        return reply
-
-    @staticmethod
-    def _sqs_entry(row: Row[Any]) -> dict[str, Any]:
-        entry = {"Id": str(row.id), "MessageBody": row.body,
-                 "MessageAttributes": json.loads(row.attributes)}
-        if row.group_id is not None:
-            entry |= {"MessageGroupId": row.group_id, "MessageDeduplicationId": row.dedup_id}
-        return entry
-
-
-def plan_batches(rows: Sequence[Row[Any]], max_bytes: int = MAX_BATCH_BYTES
-                 ) -> list[tuple[str, list[Row[Any]]]]:
-    """Split pending rows (in id order) into batch calls that cannot reorder a group.
-
-    A batch holds at most 10 rows adding up to at most `max_bytes`. A FIFO group contributes at
-    most one row per batch call: if an entry of a batch failed while a later entry of the same
-    group succeeded, the group would be out of order. Rows without a group (the topic) fill
-    batches freely.
-    """
-    batches: list[tuple[str, list[Row[Any]]]] = []
-    open_batch: dict[str, list[Row[Any]]] = {}
-    sizes: dict[str, int] = {}
-    groups_in: dict[str, set[str]] = {}
-    for row in rows:
-        batch = open_batch.get(row.destination)
-        groups = groups_in.setdefault(row.destination, set())
-        size = row_size(row)
-        if (batch is None or len(batch) == BATCH or sizes[row.destination] + size > max_bytes
-                or (row.group_id and row.group_id in groups)):
-            batch = open_batch[row.destination] = []
-            sizes[row.destination] = 0
-            groups.clear()
-            batches.append((row.destination, batch))
-        batch.append(row)
-        sizes[row.destination] += size
-        if row.group_id:
-            groups.add(row.group_id)
-    return batches
 
 
 class Relay:

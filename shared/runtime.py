@@ -23,8 +23,9 @@ from shared.consumer import Consumer, ConsumerConfig, Reader
 from shared.events import CATALOGUE, Catalogue
 from shared.handling import Dispatcher, Handler, Producer
 from shared.inbox import Inbox
-from shared.outbox import Outbox, Publisher, Relay
+from shared.outbox import Outbox, Relay
 from shared.provision import resolve
+from shared.publisher import Publisher
 from shared.settings import Settings
 from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
 

@@ -18,7 +18,8 @@ from sqlalchemy import func, insert, select
 from shared import aws, db, outbox_admin
 from shared.backoff import Backoff
 from shared.envelope import Envelope
-from shared.outbox import Outbox, Publisher, Relay
+from shared.outbox import Outbox, Relay
+from shared.publisher import Publisher
 from tests.support import probe
 from tests.support.messages import bodies, ping, receive_all, wait_for
 

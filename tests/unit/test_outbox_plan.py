@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from shared.envelope import MessageTooLarge
 from shared.events import CATALOGUE
-from shared.outbox import Outbox, plan_batches
+from shared.outbox import Outbox
+from shared.publisher import plan_batches
 from shared.tables import outbox_table
 from shared.topology import TOPOLOGY
 

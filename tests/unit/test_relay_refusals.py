@@ -14,7 +14,8 @@ from sqlalchemy import MetaData, select, update
 from shared import db
 from shared.backoff import Backoff
 from shared.envelope import Envelope
-from shared.outbox import Outbox, Publisher, Relay
+from shared.outbox import Outbox, Relay
+from shared.publisher import Publisher
 from shared.tables import outbox_table
 from shared.topology import QueueSpec, TopicSpec, Topology
 
