@@ -55,13 +55,6 @@ class AttemptLedger:
                 return int(conn.execute(select(t.c.failures).where(key)).scalar_one())
         raise RuntimeError(f"could not record a failed attempt of {event_id}")
 
-    def failures(self, event_id: str) -> int:
-        t = self.table
-        with self.engine.connect() as conn:
-            found = conn.execute(select(t.c.failures).where(
-                t.c.consumer == self.consumer, t.c.event_id == event_id)).scalar()
-        return int(found or 0)
-
     def forget(self, event_id: str) -> None:
         t = self.table
         with self.engine.begin() as conn:
