@@ -5,26 +5,31 @@ timeout, counted as handler attempts (not receives) against a retry budget, afte
 consumer dead-letters the message itself; poison messages are copied to the DLQ at once with a
 reason; FIFO groups run strictly in order, a failure holding back only its own group;
 long handlers get their visibility extended; SIGTERM finishes in-flight work within a deadline.
+
+For throughput (issue 13) the consumer receives while it handles, holding at most a window of
+messages; handler threads take what is ready in batches, one transaction per batch with a
+savepoint per message (a FIFO group stays with one thread, in order); handled messages are
+deleted in batches of 10 from a thread of their own, each only after its transaction committed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.acks import BATCH, Deleter, Heartbeat
 from shared.attempts import Attempts
 from shared.backoff import Backoff
 from shared.envelope import Envelope, PoisonMessage
 from shared.handling import Outcome, PermanentError
 from shared.logs import bound
+from shared.settle import Settler
+from shared.window import Window
 
 log = logging.getLogger(__name__)
 Message = dict[str, Any]
@@ -33,11 +38,12 @@ _DONE = (Outcome.HANDLED, Outcome.DUPLICATE, Outcome.DEAD_LETTERED)
 
 
 class Reader(Protocol):
-    """What the runtime needs of a dispatcher: read a body, then handle the event."""
+    """What the runtime needs of a dispatcher: read a body, then handle events in a batch."""
 
     def read(self, body: str) -> Envelope: ...
 
-    def __call__(self, envelope: Envelope) -> Outcome: ...
+    def handle_batch(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
+                     go_on: Callable[[], bool]) -> list[Outcome | Exception | None]: ...
 
 
 @dataclass(frozen=True)
@@ -48,11 +54,14 @@ class ConsumerConfig:
     visibility_timeout: int
     max_messages: int = 10
     wait_seconds: int = 20
-    concurrency: int = 4
+    concurrency: int = 4  # handler threads
+    batch_size: int = 10  # messages handled in one transaction, at most
     shutdown_deadline: float = 20.0
     heartbeat_ratio: float = 0.7
     backoff: Backoff = field(default_factory=Backoff)
     max_attempts: int = 5  # the retry budget: failed handler attempts, not receives
+    window: int = 20  # messages held at once (received, not yet finished): receive-ahead bound
+    delete_linger: float = 0.05  # how long a handled message may wait for a fuller delete batch
 
     def retry_delay(self, failures: int) -> int:
         """Visibility, in whole seconds, before a message that failed `failures` times is tried
@@ -65,74 +74,60 @@ class ConsumerConfig:
         return self.queue_url.endswith(".fifo")
 
 
-class Heartbeat:
-    """Extends the visibility of messages held longer than ~70 % of the visibility timeout."""
-
-    def __init__(self, sqs: Any, config: ConsumerConfig) -> None:
-        self.sqs, self.config = sqs, config
-        self._held: dict[str, float] = {}  # receipt handle -> when its visibility was last set
-        self._lock = threading.Lock()
-
-    def hold(self, messages: Iterable[Message]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._held.update({m["ReceiptHandle"]: now for m in messages})
-
-    def drop(self, receipt: str) -> None:
-        with self._lock:
-            self._held.pop(receipt, None)
-
-    def beat(self) -> None:
-        period = self.config.visibility_timeout * self.config.heartbeat_ratio
-        now = time.monotonic()
-        with self._lock:
-            due = [r for r, at in self._held.items() if now - at >= period]
-        for receipt in due:
-            try:
-                self.sqs.change_message_visibility(QueueUrl=self.config.queue_url,
-                    ReceiptHandle=receipt, VisibilityTimeout=self.config.visibility_timeout)
-            except (BotoCoreError, ClientError) as exc:
-                log.warning("could not extend visibility: %s", exc)
-                continue
-            with self._lock:
-                if receipt in self._held:
-                    self._held[receipt] = time.monotonic()
-            log.info("visibility extended by %d s", self.config.visibility_timeout,
-                     extra={"outcome": "visibility_extended"})
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(0.5):
-            self.beat()
-
-
 class Consumer:
     def __init__(self, sqs: Any, config: ConsumerConfig, dispatcher: Reader,
                  attempts: Attempts) -> None:
         self.sqs, self.config, self.dispatcher = sqs, config, dispatcher
-        self.attempts = attempts
-        self.heartbeat = Heartbeat(sqs, config)
-        self._pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="handler")
+        self.heartbeat = Heartbeat(sqs, config.queue_url, config.visibility_timeout,
+                                   config.heartbeat_ratio)
+        self.deleter = Deleter(sqs, config.queue_url, self.heartbeat, config.delete_linger,
+                               give_up_after=config.visibility_timeout)
+        self.settler = Settler(sqs, config, attempts, self.heartbeat)
+        self.window = Window(config.window, config.max_messages, config.fifo,
+                             config.concurrency, config.batch_size)
         self._halt = threading.Event()  # set when the shutdown deadline has passed
         self.abandoned = 0  # messages still in a handler when the deadline passed
 
+    # --- receiving ---------------------------------------------------------------------------
+
     def run(self, stop: threading.Event) -> None:
         """Receive and handle until `stop` is set; then finish or release in-flight work."""
-        beat_stop = threading.Event()
-        threading.Thread(target=self.heartbeat.run, args=(beat_stop,), daemon=True,
-                         name="heartbeat").start()
-        failures = 0
+        done = threading.Event()  # the handler threads and helpers end once it is set
+        threads = [threading.Thread(target=self._work, args=(stop, done), daemon=True,
+                                    name=f"handler_{i}") for i in range(self.config.concurrency)]
+        threads += [threading.Thread(target=self.heartbeat.run, args=(done,), daemon=True,
+                                     name="heartbeat"),
+                    threading.Thread(target=self.deleter.run, args=(done,), daemon=True,
+                                     name="deleter")]
+        for thread in threads:
+            thread.start()
         try:
-            while not stop.is_set():
-                try:
-                    self.poll_once(stop)
-                    failures = 0
-                except (BotoCoreError, ClientError) as exc:
-                    failures += 1
-                    log.warning("receiving or deleting failed (%s); retrying", exc)
-                    stop.wait(self.config.backoff.delay(failures))
+            self._receive_until(stop)
+            self._drain(stop)
         finally:
-            beat_stop.set()
-            self._pool.shutdown(wait=not self.abandoned, cancel_futures=True)
+            done.set()
+            with self.window.cond:
+                self.window.cond.notify_all()
+            for thread in threads if not self.abandoned else threads[-2:]:
+                thread.join(timeout=self.config.shutdown_deadline)
+            self.deleter.flush()
+        self.window.raise_errors()
+
+    def _receive_until(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            self.window.raise_errors()
+            if not self.window.room():
+                continue
+            try:
+                messages = self.receive()
+                failures = 0
+            except (BotoCoreError, ClientError) as exc:
+                failures += 1
+                log.warning("receiving failed (%s); retrying", exc)
+                stop.wait(self.config.backoff.delay(failures))
+                continue
+            self._accept(messages, stop, None)
 
     def receive(self) -> list[Message]:
         reply = self.sqs.receive_message(
@@ -143,179 +138,149 @@ class Consumer:
         return messages
 
     def poll_once(self, stop: threading.Event | None = None) -> dict[str, Outcome]:
-        """One receive and the handling of its batch; returns each message id's outcome."""
+        """One receive, handled in the caller's thread, deletes included: each message's
+        outcome. (Tests step the consumer with this; a worker calls run().)"""
         stop = stop or threading.Event()
-        messages = self.receive()
-        if not messages:
-            return {}
-        self.heartbeat.hold(messages)
         outcomes: dict[str, Outcome] = {}
-        if stop.is_set():  # stopped during the long poll: hand everything straight back
-            self._release(messages, outcomes)
-            return outcomes
-        futures = [self._pool.submit(self._run_group, group, outcomes, stop)
-                   for group in self._groups(messages)]
-        self._await(futures, stop)
-        unfinished = [m for m in messages if m["MessageId"] not in outcomes]
-        self.abandoned += len(unfinished)
-        self._release(unfinished, outcomes)
-        self._delete([m for m in messages if outcomes[m["MessageId"]] in _DONE])
+        self._accept(self.receive(), stop, outcomes)
+        while (batch := self.window.take(stop)) is not None:
+            self._handle(batch, stop, outcomes)
+        self.deleter.flush()
         return outcomes
 
-    def _groups(self, messages: list[Message]) -> list[list[Message]]:
-        """FIFO: one list per message group, in received order; standard: one per message."""
-        if not self.config.fifo:
-            return [[m] for m in messages]
-        groups: OrderedDict[str, list[Message]] = OrderedDict()
-        for m in messages:
-            groups.setdefault(m["Attributes"]["MessageGroupId"], []).append(m)
-        return list(groups.values())
+    def _accept(self, messages: list[Message], stop: threading.Event,
+                outcomes: dict[str, Outcome] | None) -> None:
+        """Hold the received messages and queue them for the handler threads."""
+        if not messages:
+            return
+        self.heartbeat.hold(messages)
+        self.window.hold(len(messages))
+        if stop.is_set():  # stopped during the long poll: hand everything straight back
+            self._release(messages, outcomes)
+            return
+        for group, wait in self.window.add(messages):
+            # A later message of a group whose earlier one failed (LocalStack unlocks a group
+            # when one of its messages is made visible again; SQS does not): it waits with it.
+            self._release(group, outcomes, wait)
 
-    def _await(self, futures: list[Future[None]], stop: threading.Event) -> None:
-        pending = set(futures)
-        stopped_at: float | None = None
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # a bug in the runtime itself must not pass silently
-            if stop.is_set():
-                stopped_at = stopped_at or time.monotonic()
-                if time.monotonic() - stopped_at > self.config.shutdown_deadline:
-                    self._halt.set()
-                    log.warning("shutdown deadline passed with %d groups in flight", len(pending))
-                    return
+    # --- handling ----------------------------------------------------------------------------
 
-    def _run_group(self, group: list[Message], outcomes: dict[str, Outcome],
-                   stop: threading.Event) -> None:
-        for index, message in enumerate(group):
-            if stop.is_set() or self._halt.is_set():
-                self._release(group[index:], outcomes)
-                return
-            outcome = self._handle(message)
-            if self._halt.is_set():
-                return  # past the deadline: the main thread has already released this message
-            outcomes[message["MessageId"]] = outcome
-            if outcome is Outcome.RETRY:
-                # FIFO: the rest of the group must not overtake the failed message. They come
-                # back with it, after its delay, not at 0: on SQS the failed message keeps the
-                # group locked either way, but LocalStack unlocks a group as soon as any of its
-                # received messages is made visible again (sqs/models.py, FifoQueue._put_message).
-                self._release(group[index + 1:], outcomes, message.get("retry_delay", 0))
-                return
+    def _work(self, stop: threading.Event, done: threading.Event) -> None:
+        try:
+            while not done.is_set():
+                batch = self.window.take(stop, wait=done)
+                if batch is not None:
+                    self._handle(batch, stop, None)
+        except BaseException as exc:  # a bug in the runtime itself must not pass silently
+            log.exception("consumer runtime error", extra={"outcome": "runtime_error"})
+            self.window.fail(exc)
 
-    def _handle(self, message: Message) -> Outcome:
+    def _handle(self, batch: list[Message], stop: threading.Event,
+                outcomes: dict[str, Outcome] | None) -> None:
+        """Read, handle in as few transactions as it takes, then settle each message."""
+        todo: list[tuple[Message, Envelope]] = []
+        failed: dict[str, int] = {}  # FIFO group -> the delay its failed message waits
+        for message in batch:
+            key = self._group_id(message)
+            if key is not None and key in failed:
+                self._settle(message, None, None, failed, outcomes)
+                continue
+            envelope = self._read(message)
+            if isinstance(envelope, Envelope):
+                todo.append((message, envelope))
+            else:
+                self._settle(message, None, envelope, failed, outcomes)
+        results = self.dispatcher.handle_batch(
+            [e for _, e in todo], [self._group_id(m) for m, _ in todo],
+            lambda: not (stop.is_set() or self._halt.is_set())) if todo else []
+        if not self.window.still_running([m for m, _ in todo]):
+            return  # past the shutdown deadline: _drain has already handed them back
+        for (message, envelope), result in zip(todo, results, strict=True):
+            with bound(correlation=envelope.correlation_id, event=envelope.event_id):
+                self._settle(message, envelope, result, failed, outcomes)
+        groups = {g for m in batch if (g := self._group_id(m)) is not None}
+        for rest, delay in self.window.after_batch(groups, failed, stop):
+            self._release(rest, outcomes, delay)
+
+    def _read(self, message: Message) -> Envelope | Outcome:
         attrs = message.get("MessageAttributes", {})
         correlation = attrs.get("correlation_id", {}).get("StringValue")
         with bound(correlation=correlation, event=None):
             try:
-                envelope = self.dispatcher.read(message["Body"])
+                return self.dispatcher.read(message["Body"])
             except PoisonMessage as exc:
-                return self._dead_letter(message, exc.reason, exc.detail)
+                return self.settler.dead_letter(message, exc.reason, exc.detail)
             except Exception as exc:  # reading is pure: no retry could ever read it either
                 log.exception("could not read a message", extra={"outcome": "unreadable"})
-                return self._dead_letter(message, "unreadable", repr(exc))
-            with bound(correlation=envelope.correlation_id, event=envelope.event_id):
-                return self._dispatch(message, envelope)
+                return self.settler.dead_letter(message, "unreadable", repr(exc))
 
-    def _dispatch(self, message: Message, envelope: Envelope) -> Outcome:
-        try:
-            outcome = self.dispatcher(envelope)
-        except PermanentError as exc:
-            return self._dead_letter(message, "permanent_failure", str(exc) or type(exc).__name__)
-        except Exception as exc:  # any other failure is transient: retry later, never swallow
-            return self._failed(message, envelope, exc)
-        log.info("%s %s", outcome.value, envelope.event_type, extra={"outcome": outcome.value})
-        return outcome
+    def _settle(self, message: Message, envelope: Envelope | None,
+                result: Outcome | Exception | None, failed: dict[str, int],
+                outcomes: dict[str, Outcome] | None) -> None:
+        """Turn a message's result into its outcome: delete, retry, dead-letter or hand back."""
+        key = self._group_id(message)
+        if result is None:  # not run: behind a failed message of its group, or stopping
+            self._release([message], outcomes, failed.get(key, 0) if key else 0)
+            return
+        if isinstance(result, PermanentError):
+            outcome = self.settler.dead_letter(message, "permanent_failure",
+                                               str(result) or type(result).__name__)
+        elif isinstance(result, Exception):
+            assert envelope is not None
+            outcome = self.settler.failed(message, envelope, result)
+        else:
+            outcome = result
+            if envelope is not None:
+                log.info("%s %s", outcome.value, envelope.event_type,
+                         extra={"outcome": outcome.value})
+        if outcome is Outcome.RETRY and key is not None:
+            failed[key] = message.get("retry_delay", 0)
+        elif isinstance(result, Exception) and key is not None:
+            failed.setdefault(key, 0)  # dead-lettered: the group's later messages come back now
+        if outcome in _DONE:
+            self.deleter.add(message)
+        if outcomes is not None:
+            outcomes[message["MessageId"]] = outcome
+        self.window.done([message])
 
-    def _failed(self, message: Message, envelope: Envelope, exc: Exception) -> Outcome:
-        """Spend one attempt of the budget: retry after a backoff, or dead-letter when spent."""
-        error = repr(exc)
-        try:
-            failures = self.attempts.failed(envelope.event_id, error)
-        except Exception as ledger_exc:  # e.g. the database is down: count nothing, retry
-            log.warning("could not count the failed attempt (%r); retrying later", ledger_exc)
-            receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
-            return self._retry(message, exc, self.config.retry_delay(receives), "?")
-        if failures >= self.config.max_attempts:
-            outcome = self._dead_letter(message, "retries_exhausted",
-                                        f"{failures} attempts failed; last: {error}")
-            if outcome is Outcome.DEAD_LETTERED:
-                self._forget(envelope.event_id)  # a redrive starts with a whole budget
-            return outcome
-        return self._retry(message, exc, self.config.retry_delay(failures), str(failures))
+    def _group_id(self, message: Message) -> str | None:
+        return message["Attributes"]["MessageGroupId"] if self.config.fifo else None
 
-    def _forget(self, event_id: str) -> None:
-        try:
-            self.attempts.forget(event_id)
-        except Exception as exc:  # the stale count is purged later; the copy is in the DLQ
-            log.warning("could not reset the attempts of %s: %r", event_id, exc)
+    # --- handing back and stopping -----------------------------------------------------------
 
-    def _retry(self, message: Message, exc: Exception, delay: int, failures: str) -> Outcome:
-        """Hand a failed message back, visible again after `delay` seconds."""
-        message["retry_delay"] = delay
-        self.heartbeat.drop(message["ReceiptHandle"])
-        log.warning("handler failed (attempt %s of %d), retry in %d s: %r", failures,
-                    self.config.max_attempts, delay, exc,
-                    extra={"outcome": Outcome.RETRY.value}, exc_info=exc)
-        try:
-            self.sqs.change_message_visibility(QueueUrl=self.config.queue_url,
-                ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay)
-        except (BotoCoreError, ClientError) as sqs_exc:
-            # Not fatal: the message comes back after its visibility timeout instead.
-            log.warning("could not set the retry delay: %s", sqs_exc)
-        return Outcome.RETRY
-
-    def _dead_letter(self, message: Message, reason: str, detail: str) -> Outcome:
-        """Copy to the DLQ with why, keeping the original attributes; the caller deletes it."""
-        attrs = dict(message.get("MessageAttributes", {}))
-        attrs |= {
-            "dlq_reason": {"DataType": "String", "StringValue": reason},
-            "dlq_error": {"DataType": "String", "StringValue": (detail or "-")[:1000]},
-            "source_queue": {"DataType": "String", "StringValue": self.config.queue_name},
-        }
-        params: dict[str, Any] = {"QueueUrl": self.config.dlq_url,
-                                  "MessageBody": message["Body"], "MessageAttributes": attrs}
-        if self.config.fifo:
-            params |= {"MessageGroupId": message["Attributes"]["MessageGroupId"],
-                       "MessageDeduplicationId": message["MessageId"]}
-        try:
-            self.sqs.send_message(**params)
-        except (BotoCoreError, ClientError) as exc:
-            log.error("could not dead-letter (%s): %s; will retry", reason, exc)
-            receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
-            return self._retry(message, exc, self.config.retry_delay(receives), "-")
-        log.error("dead-lettered: %s: %s", reason, detail[:300],
-                  extra={"outcome": Outcome.DEAD_LETTERED.value})
-        return Outcome.DEAD_LETTERED
-
-    def _release(self, messages: list[Message], outcomes: dict[str, Outcome],
+    def _release(self, messages: list[Message], outcomes: dict[str, Outcome] | None,
                  visibility: int = 0) -> None:
         """Hand messages back unhandled: visible again at once, or after `visibility` seconds."""
-        for message in messages:
-            self.heartbeat.drop(message["ReceiptHandle"])
-            outcomes[message["MessageId"]] = Outcome.RELEASED
         if not messages:
             return
-        log.info("handing back %d unhandled message(s), visible in %d s", len(messages),
-                 visibility, extra={"outcome": Outcome.RELEASED.value})
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
-                    "VisibilityTimeout": visibility} for i, m in enumerate(messages)]
-        try:
-            self.sqs.change_message_visibility_batch(QueueUrl=self.config.queue_url,
-                                                     Entries=entries)
-        except (BotoCoreError, ClientError) as exc:
-            log.warning("could not release %d messages (they return after their visibility "
-                        "timeout): %s", len(messages), exc)
-
-    def _delete(self, messages: list[Message]) -> None:
         for message in messages:
             self.heartbeat.drop(message["ReceiptHandle"])
-        for start in range(0, len(messages), 10):
-            chunk = messages[start:start + 10]
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                       for i, m in enumerate(chunk)]
-            reply = self.sqs.delete_message_batch(QueueUrl=self.config.queue_url,
-                                                  Entries=entries)
-            for failed in reply.get("Failed", []):
-                # The message will be delivered again; the inbox recognises it as a duplicate.
-                log.warning("delete failed: %s %s", failed.get("Code"), failed.get("Message"))
+            if outcomes is not None:
+                outcomes[message["MessageId"]] = Outcome.RELEASED
+        log.info("handing back %d unhandled message(s), visible in %d s", len(messages),
+                 visibility, extra={"outcome": Outcome.RELEASED.value})
+        for start in range(0, len(messages), BATCH):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": visibility}
+                       for i, m in enumerate(messages[start:start + BATCH])]
+            try:
+                self.sqs.change_message_visibility_batch(QueueUrl=self.config.queue_url,
+                                                         Entries=entries)
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("could not release %d messages (they return after their "
+                            "visibility timeout): %s", len(entries), exc)
+        self.window.done(messages)
+
+    def _drain(self, stop: threading.Event) -> None:
+        """Wait for every held message to finish. Once stopped, hand back at once what no thread
+        has started; after the deadline, hand back what is still in a handler too (its
+        transaction is not waited for: the inbox absorbs it if it commits after all)."""
+        if stop.is_set():
+            self._release(self.window.unclaimed(), None)
+        stuck = self.window.wait_empty(stop, self.config.shutdown_deadline)
+        if stuck is None:
+            return
+        self._halt.set()
+        log.warning("shutdown deadline passed with %d message(s) in a handler", len(stuck))
+        self.abandoned += len(stuck)
+        self._release(stuck, None)

@@ -6,6 +6,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -86,11 +87,18 @@ class Envelope:
             raise PoisonMessage("broken_json", f"body is not JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise PoisonMessage("invalid_envelope", "body is not a JSON object")
+        schema = _envelope_schema()
         try:
-            EnvelopeSchema().load(raw)
+            schema.load(raw)
         except ValidationError as exc:
             raise PoisonMessage("invalid_envelope", json.dumps(exc.messages)) from None
-        return cls(**{name: raw[name] for name in EnvelopeSchema().fields})
+        return cls(**{name: raw[name] for name in schema.fields})
+
+
+@cache
+def _envelope_schema() -> EnvelopeSchema:
+    """Built once, on first use: load() keeps no state between calls (issue 13)."""
+    return EnvelopeSchema()
 
 
 def message_size(body: str, attributes: dict[str, dict[str, str]]) -> int:

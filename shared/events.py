@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -37,6 +38,12 @@ class EventKind:
     version: int
     schema: type[Schema]
     producer: str
+
+    @cached_property
+    def loader(self) -> Schema:
+        """One instance per kind: building a marshmallow schema costs more than loading with
+        it, and load() keeps no state between calls, so threads may share it (issue 13)."""
+        return self.schema()
 
 
 class Catalogue:
@@ -67,7 +74,7 @@ class Catalogue:
     def validate(self, event_type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
         """Return the data loaded by its schema, or raise ValidationError / KeyError."""
         kind = self._kinds[(event_type, version)]
-        loaded: dict[str, Any] = kind.schema().load(data)
+        loaded: dict[str, Any] = kind.loader.load(data)
         return loaded
 
     def new(self, event_type: str, data: dict[str, Any], **envelope: Any) -> Envelope:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.envelope import Envelope, PoisonMessage
 from shared.events import Catalogue
 from shared.inbox import Inbox
+from shared.logs import bound
 from shared.outbox import Outbox
 
 
@@ -72,7 +74,8 @@ class Dispatcher:
     handlers: Mapping[str, Handler]
     producer: Producer | None = None
     fallback: Handler | None = None  # for a consumer of every event type (analytics)
-    on_duplicate: Handler | None = None  # runs in its own transaction, e.g. to count duplicates
+    on_duplicate: Handler | None = None  # runs in the event's savepoint, e.g. to count duplicates
+    transaction_budget: float = 0.1  # seconds a batch's transaction may keep taking events
 
     def read(self, body: str) -> Envelope:
         envelope = self.catalogue.read(body)
@@ -82,12 +85,67 @@ class Dispatcher:
         return envelope
 
     def __call__(self, envelope: Envelope) -> Outcome:
+        with self.sessions() as session, session.begin():
+            return self._apply(session, envelope)
+
+    def handle_batch(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
+                     go_on: Callable[[], bool]) -> list[Outcome | Exception | None]:
+        """Handle several events in few transactions, each event in a savepoint of its own
+        (issue 13): a transaction takes events until it has run `transaction_budget` seconds,
+        so a batch of quick events costs one commit and a slow one holds no lock for long.
+
+        Each event's result is its outcome, or the exception that rolled it back alone (or the
+        failed commit of its transaction), or None if it was not run: after a failure, the
+        later events of the same key (a FIFO group) are not run, nor is anything once `go_on()`
+        turns false. It raises nothing an event or a commit raised."""
+        results: list[Outcome | Exception | None] = [None] * len(envelopes)
+        failed: set[str] = set()
+        position = 0
+        while position < len(envelopes) and go_on():
+            position = self._transaction(envelopes, keys, go_on, results, failed, position)
+        return results
+
+    def _transaction(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
+                     go_on: Callable[[], bool], results: list[Outcome | Exception | None],
+                     failed: set[str], start: int) -> int:
+        """One transaction from `start`; returns the position of the first event it left."""
+        began, position, ran = time.monotonic(), start, []
+        try:
+            with self.sessions() as session, session.begin():
+                while position < len(envelopes) and go_on() and (
+                        position == start or time.monotonic() - began < self.transaction_budget):
+                    envelope, key = envelopes[position], keys[position]
+                    position += 1
+                    if key is not None and key in failed:
+                        continue
+                    ran.append(position - 1)
+                    results[position - 1] = self._savepoint(session, envelope)
+                    if isinstance(results[position - 1], Exception) and key is not None:
+                        failed.add(key)
+        except Exception as exc:  # the commit failed: nothing of this transaction was applied
+            for index in ran:
+                key = keys[index]
+                first_of_key = key is None or not any(keys[i] == key for i in ran if i < index)
+                results[index] = exc if first_of_key else None
+                if key is not None:
+                    failed.add(key)
+        return position
+
+    def _savepoint(self, session: Session, envelope: Envelope) -> Outcome | Exception:
+        with bound(correlation=envelope.correlation_id, event=envelope.event_id):
+            try:
+                with session.begin_nested():
+                    return self._apply(session, envelope)
+            except Exception as exc:  # the consumer retries or dead-letters it
+                return exc
+
+    def _apply(self, session: Session, envelope: Envelope) -> Outcome:
+        """Claim the event in the inbox, then run its handler, in the caller's transaction."""
         handler = self.handlers.get(envelope.event_type, self.fallback)
         assert handler is not None  # read() refused the event otherwise
-        with self.sessions() as session, session.begin():
-            if not self.inbox.claim(session, envelope):
-                if self.on_duplicate is not None:
-                    self.on_duplicate(Context(envelope, session, self.producer))
-                return Outcome.DUPLICATE
-            handler(Context(envelope, session, self.producer))
+        if not self.inbox.claim(session, envelope):
+            if self.on_duplicate is not None:
+                self.on_duplicate(Context(envelope, session, self.producer))
+            return Outcome.DUPLICATE
+        handler(Context(envelope, session, self.producer))
         return Outcome.HANDLED

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, Table, delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.envelope import Envelope
@@ -20,17 +20,19 @@ class Inbox:
     def claim(self, session: Session, envelope: Envelope) -> bool:
         """Record the event as handled; False if this consumer already handled it.
 
-        On PostgreSQL a concurrent claim of the same event waits on the primary key until the
-        first transaction ends, then fails here: exactly one of them applies the effects.
+        INSERT ... ON CONFLICT DO NOTHING, on both databases: no savepoint is needed to survive
+        the duplicate, which a batch of messages in one transaction would pay for each message
+        (issue 13). On PostgreSQL a concurrent claim of the same event waits on the primary key
+        until the first transaction ends, then inserts nothing: exactly one applies the effects.
         """
-        try:
-            with session.begin_nested():
-                session.execute(insert(self.table).values(
-                    consumer=self.consumer, event_id=envelope.event_id,
-                    event_type=envelope.event_type, handled_at=datetime.now(UTC)))
-        except IntegrityError:
-            return False
-        return True
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        inserted = session.execute(dialect.insert(self.table).values(
+            consumer=self.consumer, event_id=envelope.event_id,
+            event_type=envelope.event_type, handled_at=datetime.now(UTC),
+        ).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(self.table.c.event_id))
+        # RETURNING, not rowcount: psycopg reports 1 for a row the conflict skipped.
+        return inserted.first() is not None
 
     def purge(self, engine: Engine, keep: timedelta) -> int:
         """Delete rows older than `keep`, which must outlast the DLQ's 14-day retention so a

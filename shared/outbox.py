@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from sqlalchemy import Engine, Row, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, Row, Table, delete, event, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.backoff import Backoff
 from shared.envelope import Envelope
@@ -27,6 +27,7 @@ from shared.publisher import Publisher, SendResult, plan_batches
 from shared.topology import Topology
 
 log = logging.getLogger(__name__)
+WRITTEN = "outbox_written"  # a session's info key: it wrote outbox rows
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Outbox:
         for queue in self.topology.direct_destinations(envelope.event_type):
             rows.append(self._row(queue.name, queue.group_id(envelope.data), envelope))
         session.execute(insert(self.table), rows)
+        session.info[WRITTEN] = True  # the runtime wakes its relay once this commits
 
     @staticmethod
     def _row(destination: str, group_id: str | None, envelope: Envelope) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class Relay:
         self.row_backoff = row_backoff or Backoff(base=1.0, cap=300.0)
         self.fetch, self.retention = fetch, retention
         self.failures = 0  # consecutive failed passes; reset by a successful one
+        self._wake = threading.Event()
         # PostgreSQL: rows are locked FOR UPDATE while published, so a second relay waits and then
         # skips what the first published. SQLite has no row locks: run one relay per database.
         self._locks_rows = engine.dialect.name == "postgresql"
@@ -180,6 +183,24 @@ class Relay:
                 self.table.c.published_at.is_not(None), self.table.c.published_at < cutoff))
         return int(result.rowcount or 0)
 
+    def wake(self) -> None:
+        """Publish now rather than after the pause: rows were just committed in this process."""
+        self._wake.set()
+
+    def wake_on_commit(self, sessions: sessionmaker[Session]) -> None:
+        """Wake this relay when a session of `sessions` commits outbox rows (issue 13): a
+        handler's events leave at once instead of after the polling pause. Rows committed by
+        another process (the API's) are still found by polling every `interval`."""
+        def committed(session: Session) -> None:
+            if session.info.pop(WRITTEN, False):
+                self.wake()
+
+        def rolled_back(session: Session) -> None:
+            session.info.pop(WRITTEN, None)
+
+        event.listen(sessions, "after_commit", committed)
+        event.listen(sessions, "after_rollback", rolled_back)
+
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
         """Relay until `stop` is set, backing off while SQS or SNS is unreachable."""
         self.failures = 0
@@ -197,5 +218,6 @@ class Relay:
                 continue
             if published:
                 log.info("relayed %d messages", published, extra={"outcome": "relayed"})
-            else:
-                stop.wait(interval)
+            elif not stop.is_set():
+                self._wake.wait(interval)
+                self._wake.clear()

@@ -92,8 +92,10 @@ class Runtime:
         assert self.outbox_table is not None, f"{self.service} has no outbox table"
         publisher = Publisher(self.client("sqs", 5), self.client("sns", 5), self.topology,
                               self.settings.school_env)
-        return Relay(self.engine, self.outbox_table, publisher,
-                     retention=timedelta(hours=self.settings.outbox_retention_hours))
+        relay = Relay(self.engine, self.outbox_table, publisher,
+                      retention=timedelta(hours=self.settings.outbox_retention_hours))
+        relay.wake_on_commit(self.sessions)
+        return relay
 
     def dispatcher(self, handlers: dict[str, Handler], **options: Any) -> Dispatcher:
         assert self.inbox_table is not None, f"{self.service} has no inbox table"
@@ -107,11 +109,19 @@ class Runtime:
         url, dlq = resolve(self.client("sqs"), self.settings.school_env, spec)
         s = self.settings
         config = ConsumerConfig(spec.name, url, dlq, spec.visibility_timeout,
-                                concurrency=s.consumer_concurrency,
+                                concurrency=self.handler_threads(),
                                 shutdown_deadline=s.shutdown_deadline,
                                 backoff=Backoff(s.backoff_base, s.backoff_cap),
                                 max_attempts=spec.max_receive_count)
         return Consumer(self.client("sqs"), config, reader, self.attempts())
+
+    def handler_threads(self) -> int:
+        """SCHOOL_CONSUMER_CONCURRENCY, else by database: on SQLite one thread, since threads
+        only queue on its single writer (issue 13: one thread handled more than four); on
+        PostgreSQL four, whose transactions do run side by side."""
+        if self.settings.consumer_concurrency:
+            return self.settings.consumer_concurrency
+        return 1 if self.engine.dialect.name == "sqlite" else 4
 
     def attempts(self) -> AttemptLedger:
         """The retry budget's ledger, a platform table beside the inbox (shared.tables)."""

@@ -51,7 +51,7 @@ class Settings:
     pg_user: str = "postgres"
     pg_password: str = ""
     log_level: str = "INFO"
-    consumer_concurrency: int = 4
+    consumer_concurrency: int | None = None  # None: by database (Runtime.handler_threads)
     backoff_base: float = 2.0
     backoff_cap: float = 120.0
     shutdown_deadline: float = 20.0
@@ -84,7 +84,8 @@ class Settings:
             pg_user=env.get("PGUSER", "postgres") or "postgres",
             pg_password=env.get("PGPASSWORD", ""),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-            consumer_concurrency=max(1, int(env_number(env, "SCHOOL_CONSUMER_CONCURRENCY", 4))),
+            consumer_concurrency=(max(1, int(env_number(env, "SCHOOL_CONSUMER_CONCURRENCY", 1)))
+                                  if env.get("SCHOOL_CONSUMER_CONCURRENCY") else None),
             backoff_base=env_number(env, "SCHOOL_BACKOFF_BASE", 2.0),
             backoff_cap=env_number(env, "SCHOOL_BACKOFF_CAP", 120.0),
             shutdown_deadline=env_number(env, "SCHOOL_SHUTDOWN_DEADLINE", 20.0),

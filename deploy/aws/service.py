@@ -28,7 +28,7 @@ from shared.settings import PORTS, ROOT
 from shared.topology import TOPOLOGY, physical
 
 # The worker adds a task above this many waiting messages per task, and removes one below the
-# lower bound (each task handles SCHOOL_CONSUMER_CONCURRENCY messages at once).
+# lower bound (each task handles SCHOOL_CONSUMER_CONCURRENCY batches at once).
 BACKLOG_PER_TASK = (10, 100, 500)
 MAX_WORKERS = 10
 

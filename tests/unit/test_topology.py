@@ -113,7 +113,7 @@ def test_settings_defaults() -> None:
     assert (settings.school_env, settings.db, settings.aws_region) == ("dev", "sqlite",
                                                                        "us-east-1")
     assert (settings.pg_host, settings.pg_port, settings.smtp_port) == ("127.0.0.1", 5432, 1025)
-    assert (settings.backoff_base, settings.consumer_concurrency) == (2.0, 4)
+    assert (settings.backoff_base, settings.consumer_concurrency) == (2.0, None)
     assert settings.aws_endpoint_url is None and settings.log_level == "INFO"
 
 

@@ -1,0 +1,91 @@
+"""How a consumer settles a message that was not simply handled: a transient failure spends one
+attempt of the retry budget and comes back after a backoff, or is dead-lettered once the budget
+is spent; a permanent failure or an unreadable body is copied to the DLQ at once, with why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.acks import Heartbeat
+from shared.attempts import Attempts
+from shared.envelope import Envelope
+from shared.handling import Outcome
+
+if TYPE_CHECKING:
+    from shared.consumer import ConsumerConfig
+
+log = logging.getLogger(__name__)
+Message = dict[str, Any]
+
+
+class Settler:
+    def __init__(self, sqs: Any, config: ConsumerConfig, attempts: Attempts,
+                 heartbeat: Heartbeat) -> None:
+        self.sqs, self.config, self.attempts, self.heartbeat = sqs, config, attempts, heartbeat
+
+    def failed(self, message: Message, envelope: Envelope, exc: BaseException) -> Outcome:
+        """Spend one attempt of the budget: retry after a backoff, or dead-letter when spent."""
+        error = repr(exc)
+        try:
+            failures = self.attempts.failed(envelope.event_id, error)
+        except Exception as ledger_exc:  # e.g. the database is down: count nothing, retry
+            log.warning("could not count the failed attempt (%r); retrying later", ledger_exc)
+            return self.retry(message, exc, self.config.retry_delay(self._receives(message)), "?")
+        if failures >= self.config.max_attempts:
+            outcome = self.dead_letter(message, "retries_exhausted",
+                                       f"{failures} attempts failed; last: {error}")
+            if outcome is Outcome.DEAD_LETTERED:
+                self._forget(envelope.event_id)  # a redrive starts with a whole budget
+            return outcome
+        return self.retry(message, exc, self.config.retry_delay(failures), str(failures))
+
+    def _forget(self, event_id: str) -> None:
+        try:
+            self.attempts.forget(event_id)
+        except Exception as exc:  # the stale count is purged later; the copy is in the DLQ
+            log.warning("could not reset the attempts of %s: %r", event_id, exc)
+
+    @staticmethod
+    def _receives(message: Message) -> int:
+        return int(message["Attributes"].get("ApproximateReceiveCount", "1"))
+
+    def retry(self, message: Message, exc: BaseException, delay: int, failures: str) -> Outcome:
+        """Hand a failed message back, visible again after `delay` seconds."""
+        message["retry_delay"] = delay
+        self.heartbeat.drop(message["ReceiptHandle"])
+        log.warning("handler failed (attempt %s of %d), retry in %d s: %r", failures,
+                    self.config.max_attempts, delay, exc,
+                    extra={"outcome": Outcome.RETRY.value}, exc_info=exc)
+        try:
+            self.sqs.change_message_visibility(QueueUrl=self.config.queue_url,
+                ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay)
+        except (BotoCoreError, ClientError) as sqs_exc:
+            # Not fatal: the message comes back after its visibility timeout instead.
+            log.warning("could not set the retry delay: %s", sqs_exc)
+        return Outcome.RETRY
+
+    def dead_letter(self, message: Message, reason: str, detail: str) -> Outcome:
+        """Copy to the DLQ with why, keeping the original attributes; the caller deletes it."""
+        attrs = dict(message.get("MessageAttributes", {}))
+        attrs |= {
+            "dlq_reason": {"DataType": "String", "StringValue": reason},
+            "dlq_error": {"DataType": "String", "StringValue": (detail or "-")[:1000]},
+            "source_queue": {"DataType": "String", "StringValue": self.config.queue_name},
+        }
+        params: dict[str, Any] = {"QueueUrl": self.config.dlq_url,
+                                  "MessageBody": message["Body"], "MessageAttributes": attrs}
+        if self.config.fifo:
+            params |= {"MessageGroupId": message["Attributes"]["MessageGroupId"],
+                       "MessageDeduplicationId": message["MessageId"]}
+        try:
+            self.sqs.send_message(**params)
+        except (BotoCoreError, ClientError) as exc:
+            log.error("could not dead-letter (%s): %s; will retry", reason, exc)
+            return self.retry(message, exc, self.config.retry_delay(self._receives(message)), "-")
+        log.error("dead-lettered: %s: %s", reason, detail[:300],
+                  extra={"outcome": Outcome.DEAD_LETTERED.value})
+        return Outcome.DEAD_LETTERED

@@ -1,0 +1,87 @@
+"""The consumer's window (issue 13): what it holds, and how threads share it, without SQS."""
+
+from __future__ import annotations
+
+import threading
+
+from shared.window import Window
+
+
+def msg(n: int, group: str | None = None) -> dict:
+    attrs = {"MessageGroupId": group} if group else {}
+    return {"MessageId": f"m{n}", "ReceiptHandle": f"r{n}", "Attributes": attrs}
+
+
+def ids(batch: list[dict] | None) -> list[str]:
+    return [m["MessageId"] for m in batch or []]
+
+
+def test_a_receive_is_made_only_while_a_whole_one_fits():
+    window = Window(size=20, receive_size=10, fifo=False, threads=1, batch_size=10)
+    window.hold(10)
+    assert window.room()
+    window.hold(1)
+    assert not window.room()
+    window.done([msg(1)])
+    assert window.room()
+
+
+def test_ready_messages_are_shared_among_the_threads_in_batches():
+    window = Window(size=40, receive_size=10, fifo=False, threads=2, batch_size=10)
+    messages = [msg(n) for n in range(8)]
+    window.hold(8)
+    window.add(messages)
+    stop = threading.Event()
+    assert ids(window.take(stop)) == ["m0", "m1", "m2", "m3"]  # half for each of two threads
+    assert ids(window.take(stop)) == ["m4", "m5"]
+    assert ids(window.take(stop)) == ["m6"]
+    assert ids(window.take(stop)) == ["m7"]
+    assert window.take(stop) is None
+
+
+def test_a_fifo_group_is_claimed_by_one_thread_and_keeps_its_order():
+    window = Window(size=40, receive_size=10, fifo=True, threads=1, batch_size=10)
+    stop = threading.Event()
+    window.hold(3)
+    window.add([msg(1, "a"), msg(2, "b"), msg(3, "a")])
+    assert ids(window.take(stop)) == ["m1", "m3", "m2"]  # group a in order, then group b
+    window.hold(1)
+    window.add([msg(4, "a")])  # a is claimed: m4 waits for this batch to end
+    assert window.take(stop) is None
+    assert window.after_batch({"a", "b"}, {}, stop) == [([], 0)]  # b retired, nothing waits
+    assert ids(window.take(stop)) == ["m4"]
+
+
+def test_after_a_failure_the_rest_of_the_group_goes_back_and_later_arrivals_wait():
+    window = Window(size=40, receive_size=10, fifo=True, threads=1, batch_size=1)
+    stop = threading.Event()
+    window.hold(2)
+    window.add([msg(1, "a"), msg(2, "a")])
+    assert ids(window.take(stop)) == ["m1"]
+    held_back = window.after_batch({"a"}, {"a": 5}, stop)  # m1 failed: retry in 5 s
+    assert [(ids(rest), delay) for rest, delay in held_back] == [(["m2"], 5)]
+    window.hold(1)
+    later = window.add([msg(3, "a")])  # a later message of the group, received early
+    assert [(ids(rest), delay) for rest, delay in later] == [(["m3"], 5)]
+    assert window.take(stop) is None
+
+
+def test_on_stop_nothing_is_taken_and_what_waits_is_handed_back():
+    window = Window(size=40, receive_size=10, fifo=False, threads=1, batch_size=10)
+    window.hold(3)
+    window.add([msg(1), msg(2), msg(3)])
+    stop = threading.Event()
+    stop.set()
+    assert window.take(stop) is None
+    assert ids(window.unclaimed()) == ["m1", "m2", "m3"]
+
+
+def test_past_the_deadline_what_is_in_a_batch_is_returned_to_hand_back():
+    window = Window(size=40, receive_size=10, fifo=False, threads=1, batch_size=10)
+    window.hold(1)
+    window.add([msg(1)])
+    batch = window.take(threading.Event())
+    stop = threading.Event()
+    stop.set()
+    assert ids(window.wait_empty(stop, deadline=0.3)) == ids(batch)
+    assert not window.still_running(batch or [])
