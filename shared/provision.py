@@ -50,7 +50,7 @@ def queue_attributes(spec: QueueSpec, dlq_arn: str, topic_arn: str, queue_arn: s
         "SqsManagedSseEnabled": "true",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": spec.redrive_max_receives}),
-        **spec.attributes,
+        **spec.sqs_attributes,
     }
     if spec.fifo:
         attrs["FifoQueue"] = "true"

@@ -15,6 +15,11 @@ from typing import Any
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 LONG_POLL_SECONDS = 20
+# High-throughput FIFO (SQS developer guide, "High throughput for FIFO queues"): deduplication
+# and the throughput quota apply per message group, so the groups of a queue scale together.
+# Every event id is one group's, so deduplicating per group changes nothing else.
+HIGH_THROUGHPUT_FIFO = {"DeduplicationScope": "messageGroup",
+                        "FifoThroughputLimit": "perMessageGroupId"}
 # A queue's RedrivePolicy maxReceiveCount is only a safety net (DESIGN section 10): the consumer
 # counts handler attempts against the spec's `max_receive_count` and dead-letters the message
 # itself. Receives also grow when a message is handed back untried (held behind a failed message
@@ -72,6 +77,12 @@ class QueueSpec:
     @property
     def fifo(self) -> bool:
         return self.name.endswith(".fifo")
+
+    @property
+    def sqs_attributes(self) -> dict[str, str]:
+        """The queue's further SQS attributes: a FIFO queue is high-throughput (issue 13), its
+        limit per message group rather than per queue, and `attributes` may add or override."""
+        return (HIGH_THROUGHPUT_FIFO if self.fifo else {}) | dict(self.attributes)
 
     @property
     def dlq_name(self) -> str:

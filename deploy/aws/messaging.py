@@ -49,7 +49,7 @@ class MessagingStack(Stack):
         # CloudFormation's queue properties carry the same names.
         cfn_queue = queue.node.default_child
         assert isinstance(cfn_queue, sqs.CfnQueue)
-        for key, value in spec.attributes.items():
+        for key, value in spec.sqs_attributes.items():
             cfn_queue.add_property_override(key, int(value) if value.isdigit() else value)
         if spec.subscribed:
             policy = None if spec.filter_events is None else {

@@ -287,8 +287,19 @@ def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:
     assert lint.returncode & 2 == 0, lint.stdout + lint.stderr  # cfn-lint's "errors" bit
 
 
+def test_every_fifo_queue_is_high_throughput() -> None:
+    """Issue 13: deduplication and the throughput quota per message group, not per queue."""
+    template = Template.from_stack(MessagingStack(App(), "Probe", env_name="t1"))
+    for spec in TOPOLOGY.queues:
+        if spec.fifo:
+            template.has_resource_properties("AWS::SQS::Queue", {
+                "QueueName": f"t1-{spec.name}", "FifoQueue": True,
+                "DeduplicationScope": "messageGroup",
+                "FifoThroughputLimit": "perMessageGroupId"})
+
+
 def test_a_queue_s_further_attributes_reach_its_template() -> None:
-    """A spec's extra SQS attributes (none in the topology today) are not silently dropped."""
+    """A spec's extra SQS attributes are not silently dropped."""
     spec = QueueSpec("jobs.fifo", "analytics", 4, 30, events=("student.registered",),
                      group_by=("student_id",),
                      attributes={"DeduplicationScope": "messageGroup", "DelaySeconds": "5"})

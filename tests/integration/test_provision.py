@@ -28,6 +28,9 @@ def test_every_queue_has_its_attributes_and_dlq(sqs, settings, provisioned):
         assert dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
         assert main["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
         assert (main.get("FifoQueue") == "true") == spec.fifo == (dlq.get("FifoQueue") == "true")
+        if spec.fifo:  # high-throughput FIFO (issue 13)
+            assert (main["DeduplicationScope"], main["FifoThroughputLimit"]) == (
+                "messageGroup", "perMessageGroupId")
         assert ref.url.endswith("/" + physical(settings.school_env, spec.name))
         assert ref.dlq_url.endswith("/" + physical(settings.school_env, spec.dlq_name))
 
