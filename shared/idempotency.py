@@ -68,7 +68,7 @@ def run_idempotent(sessions: sessionmaker[Session], keys: IdempotencyKeys, key: 
     commits first, our insert of the key fails: answer with what it answered. Any other
     IntegrityError is the caller's conflict to explain.
     """
-    digest = fingerprint(route, body)
+    digest = fingerprint(route, body) if key else ""
     try:
         with sessions.begin() as session:
             if key and (stored := keys.replay(session, key, digest)):

@@ -21,7 +21,7 @@ simulator = Blueprint("grader-simulator", __name__, url_prefix="/simulator",
 
 
 @blp.route("/assignments", methods=["POST"])
-@blp.arguments(schemas.AssignmentIn)
+@blp.arguments(schemas.AssignmentIn())
 @blp.response(201, schemas.AssignmentOut)
 def post_assignment(body: dict[str, Any]) -> Any:
     rt = current_runtime()
@@ -37,7 +37,7 @@ def get_assignment(assignment_id: str) -> Any:
 
 
 @blp.route("/assignments/<id:assignment_id>/submissions", methods=["POST"])
-@blp.arguments(schemas.SubmissionIn)
+@blp.arguments(schemas.SubmissionIn())
 @blp.response(202, schemas.SubmissionAccepted)
 @blp.doc(parameters=[OPENAPI_PARAMETER])
 def post_submission(body: dict[str, Any], assignment_id: str) -> Any:
@@ -56,7 +56,7 @@ def post_submission(body: dict[str, Any], assignment_id: str) -> Any:
 
 
 @blp.route("/assignments/<id:assignment_id>/submissions")
-@blp.arguments(schemas.SubmissionQuery, location="query")
+@blp.arguments(schemas.SubmissionQuery(), location="query")
 @blp.response(200, schemas.SubmissionOut(many=True))
 def list_submissions(query: dict[str, str], assignment_id: str) -> Any:
     with current_runtime().sessions() as session:
@@ -69,7 +69,7 @@ def list_submissions(query: dict[str, str], assignment_id: str) -> Any:
 
 
 @simulator.route("/grader", methods=["PUT"])
-@simulator.arguments(schemas.GraderFaults)
+@simulator.arguments(schemas.GraderFaults())
 @simulator.response(200, schemas.GraderFaults)
 def put_faults(body: dict[str, list[str]]) -> Any:
     with current_runtime().writer.begin() as session:

@@ -1,4 +1,7 @@
-"""The enrollment HTTP API (DESIGN section 7): parse, call a command, respond."""
+"""The enrollment HTTP API (DESIGN section 7): parse, call a command, respond.
+
+Argument schemas are given as instances: given a class, webargs builds a new schema on every
+request (issue 13)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from shared.web import Problem, current_runtime
 blp = Blueprint("enrollment", __name__, description="Students, courses and enrollments")
 
 @blp.route("/students", methods=["POST"])
-@blp.arguments(schemas.StudentIn)
+@blp.arguments(schemas.StudentIn())
 @blp.response(201, schemas.StudentOut)
 def post_student(body: dict[str, Any]) -> Any:
     rt = current_runtime()
@@ -34,7 +37,7 @@ def get_student(student_id: str) -> Any:
 
 
 @blp.route("/courses", methods=["POST"])
-@blp.arguments(schemas.CourseIn)
+@blp.arguments(schemas.CourseIn())
 @blp.response(201, schemas.CourseOut)
 def post_course(body: dict[str, Any]) -> Any:
     rt = current_runtime()
@@ -50,7 +53,7 @@ def get_course(course_id: str) -> Any:
 
 
 @blp.route("/enrollments", methods=["POST"])
-@blp.arguments(schemas.EnrollmentIn)
+@blp.arguments(schemas.EnrollmentIn())
 @blp.response(202, schemas.EnrollmentAccepted)
 @blp.doc(parameters=[OPENAPI_PARAMETER])
 def post_enrollment(body: dict[str, Any]) -> Any:
@@ -70,7 +73,7 @@ def post_enrollment(body: dict[str, Any]) -> Any:
 
 
 @blp.route("/enrollments")
-@blp.arguments(schemas.EnrollmentQuery, location="query")
+@blp.arguments(schemas.EnrollmentQuery(), location="query")
 @blp.response(200, schemas.EnrollmentOut(many=True))
 def list_enrollments(query: dict[str, str]) -> Any:
     with current_runtime().sessions() as session:

@@ -15,7 +15,7 @@ blp = Blueprint("notification", __name__, description="Emails sent to students")
 
 
 @blp.route("/notifications")
-@blp.arguments(NotificationQuery, location="query")
+@blp.arguments(NotificationQuery(), location="query")
 @blp.response(200, NotificationOut(many=True))
 def list_notifications(query: dict[str, str]) -> Any:
     """A student's notifications, oldest first; `to` is known once their contact arrived."""

@@ -30,7 +30,7 @@ def _with_attempts(row: Row[Any], gateway: SimulatedGateway) -> dict[str, Any]:
 
 
 @blp.route("/payments")
-@blp.arguments(PaymentQuery, location="query")
+@blp.arguments(PaymentQuery(), location="query")
 @blp.response(200, PaymentOut(many=True))
 def list_payments(query: dict[str, str]) -> Any:
     runtime, gateway = _deps()
@@ -58,7 +58,7 @@ def get_switches() -> Any:
 
 
 @simulator.route("/gateway", methods=["PUT"])
-@simulator.arguments(GatewaySwitches)
+@simulator.arguments(GatewaySwitches())
 @simulator.response(200, GatewaySwitches)
 def put_switches(body: dict[str, bool]) -> Any:
     _deps()[1].set_outage(body["outage"])
