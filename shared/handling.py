@@ -75,7 +75,8 @@ class Dispatcher:
     producer: Producer | None = None
     fallback: Handler | None = None  # for a consumer of every event type (analytics)
     on_duplicate: Handler | None = None  # runs in the event's savepoint, e.g. to count duplicates
-    transaction_budget: float = 0.1  # seconds a batch's transaction may keep taking events
+    # Seconds a batch's transaction may keep taking events; 0: one event per transaction.
+    transaction_budget: float = 0.1
 
     def read(self, body: str) -> Envelope:
         envelope = self.catalogue.read(body)
@@ -100,6 +101,15 @@ class Dispatcher:
         turns false. It raises nothing an event or a commit raised."""
         results: list[Outcome | Exception | None] = [None] * len(envelopes)
         failed: set[str] = set()
+        if self.transaction_budget <= 0:  # one event per transaction: no savepoint needed
+            for index, (envelope, key) in enumerate(zip(envelopes, keys, strict=True)):
+                if not go_on():
+                    break
+                if key is None or key not in failed:
+                    results[index] = self._alone(envelope)
+                    if isinstance(results[index], Exception) and key is not None:
+                        failed.add(key)
+            return results
         position = 0
         while position < len(envelopes) and go_on():
             position = self._transaction(envelopes, keys, go_on, results, failed, position)
@@ -130,6 +140,14 @@ class Dispatcher:
                 if key is not None:
                     failed.add(key)
         return position
+
+    def _alone(self, envelope: Envelope) -> Outcome | Exception:
+        with bound(correlation=envelope.correlation_id, event=envelope.event_id):
+            try:
+                with self.sessions() as session, session.begin():
+                    return self._apply(session, envelope)
+            except Exception as exc:  # rolled back; the consumer retries or dead-letters it
+                return exc
 
     def _savepoint(self, session: Session, envelope: Envelope) -> Outcome | Exception:
         with bound(correlation=envelope.correlation_id, event=envelope.event_id):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.backoff import Backoff
 from shared.envelope import Envelope
-from shared.publisher import Publisher, SendResult, plan_batches
+from shared.publisher import BATCH, Publisher, SendResult, plan_batches
 from shared.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,11 @@ class Relay:
     def __init__(self, engine: Engine, table: Table, publisher: Publisher, *,
                  backoff: Backoff | None = None, fetch: int = 100,
                  retention: timedelta = timedelta(hours=24),
-                 row_backoff: Backoff | None = None) -> None:
+                 row_backoff: Backoff | None = None, linger: float = 0.0) -> None:
         self.engine, self.table, self.publisher = engine, table, publisher
+        # Rows younger than `linger` wait for more while no destination has a whole batch of
+        # them (issue 13): under a burst a call carries 10 rows, not the few of one commit.
+        self.linger, self.hold_for = linger, 0.0
         self.backoff = backoff or Backoff(base=0.5, cap=30.0)
         self.row_backoff = row_backoff or Backoff(base=1.0, cap=300.0)
         self.fetch, self.retention = fetch, retention
@@ -87,14 +91,33 @@ class Relay:
         if self._locks_rows:
             with self.engine.begin() as conn:
                 rows = self._pending(conn, lock=True)
+                if self._wait_for_more(rows):
+                    return 0
                 published, error = self._publish(rows, conn.execute)
         else:
             with self.engine.begin() as conn:
                 rows = self._pending(conn, lock=False)
+            if self._wait_for_more(rows):
+                return 0
             published, error = self._publish(rows, self._mark_in_own_transaction)
         if error is not None:
             raise error
         return published
+
+    def _wait_for_more(self, rows: Sequence[Row[Any]]) -> bool:
+        """Whether to leave `rows` for a moment: all younger than the linger, and no
+        destination with a whole batch. Sets `hold_for`, the wait until the oldest is due."""
+        self.hold_for = 0.0
+        if not self.linger or not rows:
+            return False
+        per_destination = Counter(r.destination for r in rows)
+        if max(per_destination.values()) >= BATCH:
+            return False
+        now = datetime.now(UTC)
+        oldest = min(r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
+                     for r in rows)  # SQLite gives naive datetimes back: they are UTC
+        self.hold_for = self.linger - (now - oldest).total_seconds()
+        return self.hold_for > 0
 
     def _pending(self, conn: Any, *, lock: bool) -> Sequence[Row[Any]]:
         """The next rows to publish, without any row of a group held by a waiting or dead row."""
@@ -218,6 +241,8 @@ class Relay:
                 continue
             if published:
                 log.info("relayed %d messages", published, extra={"outcome": "relayed"})
+            elif self.hold_for > 0:
+                stop.wait(self.hold_for)
             elif not stop.is_set():
                 self._wake.wait(interval)
                 self._wake.clear()

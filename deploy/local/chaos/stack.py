@@ -181,10 +181,13 @@ class Stack:
         if self.frozen:
             with contextlib.suppress(ProcessLookupError):
                 self.thaw_localstack()
-        for proc in self.procs.values():  # all at once: each has a shutdown deadline
+        # A process already waited for (a killed worker not restarted) has given its PID back,
+        # and PIDs come round within minutes: signalling it could hit a stranger's process.
+        live = [proc for proc in self.procs.values() if proc.returncode is None]
+        for proc in live:  # all at once: each has a shutdown deadline
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
+        for proc in live:
             localstack.stop_group(proc.pid, timeout=30)
         for url in self.databases.values():
             with contextlib.suppress(Exception):  # best effort: report, never mask the result
