@@ -63,7 +63,7 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	@$(BIN)/pip install --progress-bar off -q -e '.[test,bench]' $(QUIET_PIP)
 	@touch $@
 
-bench: venv $(BIN)/.bench-installed ## consumers vs raw SQS, calls per hop, API latency (~15 min); BENCH_ARGS, DB=postgres
+bench: venv $(BIN)/.bench-installed ## consumers vs raw SQS, calls per hop, API latency (~10 min); BENCH_ARGS, DB=postgres
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 chaos: venv ## fault-injection run on a stack of its own; CHAOS_EVENTS, CHAOS_SEED, DB=postgres
