@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import URL
 
 from deploy.local import localstack
+from deploy.local.chaos import wait
 from shared import aws, db
 from shared.provision import Provisioner, Report
 from shared.settings import ROOT, Settings
@@ -45,15 +45,12 @@ def done(text: str) -> None:
 
 
 def until(check: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy; BenchError naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise BenchError(f"not done after {timeout:.0f} s: {what}")
-        time.sleep(every)
+    """Poll `check` until it returns something truthy (deploy.local.chaos.wait.until);
+    BenchError naming `what` at the deadline."""
+    try:
+        return wait.until(check, timeout, what, every)
+    except TimeoutError as exc:
+        raise BenchError(str(exc)) from None
 
 
 @dataclass

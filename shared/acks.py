@@ -75,7 +75,6 @@ class Deleter:
         self.linger, self.give_up_after = linger, give_up_after
         self._pending: list[tuple[Message, float]] = []  # (message, when it was queued)
         self._cond = threading.Condition()
-        self.calls = 0  # DeleteMessageBatch calls made (for tests and the benchmark)
 
     def add(self, message: Message) -> None:
         self.heartbeat.drop(message["ReceiptHandle"])
@@ -128,7 +127,6 @@ class Deleter:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                    for i, (m, _) in enumerate(batch)]
         try:
-            self.calls += 1
             reply = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:
             log.warning("deleting %d handled message(s) failed (%s); retrying", len(batch), exc)

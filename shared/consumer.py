@@ -106,8 +106,7 @@ class Consumer:
             self._drain(stop)
         finally:
             done.set()
-            with self.window.cond:
-                self.window.cond.notify_all()
+            self.window.wake()
             for thread in threads if not self.abandoned else threads[-2:]:
                 thread.join(timeout=self.config.shutdown_deadline)
             self.deleter.flush()

@@ -153,6 +153,11 @@ class Window:
                     return stuck
         return None
 
+    def wake(self) -> None:
+        """Wake every thread waiting on the window (to see a stop)."""
+        with self.cond:
+            self.cond.notify_all()
+
     def fail(self, exc: BaseException) -> None:
         with self.cond:
             self.errors.append(exc)
