@@ -36,6 +36,20 @@ class Report:
         return bool(self.changes)
 
 
+# GetQueueUrl's error for a queue that does not exist (botocore's modeled QueueDoesNotExist).
+# SQS speaks JSON but keeps its query-protocol codes: on AWS and LocalStack the code reads
+# `AWS.SimpleQueueService.NonExistentQueue` and `QueryErrorCode` reads `QueueDoesNotExist`;
+# an emulator without the query-compatibility header gives `QueueDoesNotExist` as the code.
+MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+def queue_missing(exc: ClientError) -> bool:
+    """Whether SQS refused because the queue does not exist, by the error's code (its message
+    is free text, and has changed over the years)."""
+    error = exc.response.get("Error", {})
+    return bool(MISSING_QUEUE_CODES & {error.get("Code"), error.get("QueryErrorCode")})
+
+
 def dlq_attributes(spec: QueueSpec) -> dict[str, str]:
     attrs = {"MessageRetentionPeriod": str(t.DLQ_RETENTION_SECONDS), "SqsManagedSseEnabled": "true"}
     return attrs | ({"FifoQueue": "true"} if spec.fifo else {})
@@ -119,7 +133,7 @@ class Provisioner:
         try:
             url: str = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
         except ClientError as exc:
-            if "NonExistentQueue" not in str(exc) and "QueueDoesNotExist" not in str(exc):
+            if not queue_missing(exc):
                 raise
             url = self.sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
             report.changes.append(f"created queue {name}")

@@ -5,15 +5,19 @@ decides what happens to the rows."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Row
 
 from shared.envelope import MAX_MESSAGE_BYTES, message_size
 from shared.topology import Topology, physical
+
+log = logging.getLogger(__name__)
 
 BATCH = 10  # the most SendMessageBatch and PublishBatch accept in one call
 
@@ -53,15 +57,58 @@ def error_code(exc: ClientError) -> str:
     return code.removesuffix("Exception")
 
 
+def missing_topic(exc: ClientError, arn: str) -> ClientError:
+    """SNS's NotFound, saying which topic is missing and what to do: the relay never creates
+    it, and backs off until someone provisions it."""
+    error = {**exc.response.get("Error", {}),
+             "Message": f"topic {arn} does not exist: provision the topology (`school provision`, "
+                        f"or the messaging stack on AWS); the relay does not create topics"}
+    return ClientError({**exc.response, "Error": error}, exc.operation_name)
+
+
 def row_size(row: Row[Any]) -> int:
     return message_size(row.body, json.loads(row.attributes))
 
 
-class Publisher:
-    """Sends outbox rows to SNS or SQS in batches and sorts out what each call made of them."""
+def sts_beside(client: Any) -> Any:
+    """An STS client for the region and endpoint of another client (the SNS one).
 
-    def __init__(self, sqs: Any, sns: Any, topology: Topology, env: str) -> None:
+    Only for a Publisher built without an STS client (the runtime passes its own). An endpoint
+    botocore chose by itself (AWS, or AWS_ENDPOINT_URL) is left for it to choose for STS too; an
+    endpoint given explicitly is an emulator's, which serves every service at one address.
+    Credentials come from the default chain.
+    """
+    session = boto3.session.Session()
+    region = client.meta.region_name
+    chosen = session.client(client.meta.service_model.service_name,
+                            region_name=region).meta.endpoint_url
+    endpoint = None if client.meta.endpoint_url == chosen else client.meta.endpoint_url
+    return session.client("sts", region_name=region, endpoint_url=endpoint,
+                          config=client.meta.config)
+
+
+def topic_arn(identity: dict[str, Any], region: str, name: str) -> str:
+    """`arn:<partition>:sns:<region>:<account>:<name>` from an STS GetCallerIdentity answer (its
+    `Arn` gives the partition, `Account` the account)."""
+    partition = str(identity.get("Arn", "")).split(":")[1:2]
+    account = identity.get("Account")
+    if not partition or not partition[0] or not account or not region:
+        raise ValueError(f"cannot build the ARN of topic {name!r} from the caller identity "
+                         f"{identity!r} in region {region!r}")
+    return f"arn:{partition[0]}:sns:{region}:{account}:{name}"
+
+
+class Publisher:
+    """Sends outbox rows to SNS or SQS in batches and sorts out what each call made of them.
+
+    `sts`: the client whose GetCallerIdentity gives the topic's account and partition; by
+    default one beside the SNS client (`sts_beside`).
+    """
+
+    def __init__(self, sqs: Any, sns: Any, topology: Topology, env: str, *,
+                 sts: Any = None) -> None:
         self.sqs, self.sns, self.topology, self.env = sqs, sns, topology, env
+        self._sts = sts
         self._targets: dict[str, str] = {}
 
     def target(self, destination: str) -> str:
@@ -69,10 +116,47 @@ class Publisher:
         if destination not in self._targets:
             name = physical(self.env, destination)
             if destination == self.topology.topic.name:
-                self._targets[destination] = self.sns.create_topic(Name=name)["TopicArn"]
+                self._targets[destination] = self.topic_arn(name)
             else:
                 self._targets[destination] = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
         return self._targets[destination]
+
+    def topic_arn(self, name: str) -> str:
+        """The topic's ARN, built rather than asked of SNS (issue 14: no sns:CreateTopic).
+
+        CreateTopic needs a permission to create, and against a missing topic it creates an
+        empty one, without subscriptions, that swallows every event. The ARN is built from the
+        caller's account and partition (STS GetCallerIdentity) and the SNS client's region. We
+        chose that over an ARN given in configuration because GetCallerIdentity needs no IAM
+        permission (no policy can deny it), and because every launcher would otherwise have to
+        carry one more variable, and publishing would break wherever one forgot it: the CDK
+        stack, `make up`, the tests, `make chaos`, compose. The ARN is the one the CDK stack's
+        policy names (the stack's own partition, region and account) and the one LocalStack's
+        CreateTopic returns; tests/deploy/test_stacks.py and tests/integration/test_publisher.py
+        check both. The topic must be in the caller's account and the SNS client's region, which
+        holds here because one set of credentials deploys all the stacks. A topic that does
+        not exist fails PublishBatch with NotFound, and the relay backs off (`_call`).
+
+        An emulator started as DESIGN section 8 says (`SERVICES=sqs,sns`) has no STS: there the
+        topic is looked up by name with ListTopics, which the emulator does not restrict. On
+        AWS STS always answers, so a task role never needs sns:ListTopics either.
+        """
+        sts = self._sts if self._sts is not None else sts_beside(self.sns)
+        try:
+            identity = sts.get_caller_identity()
+        except (BotoCoreError, ClientError) as exc:
+            log.info("no STS (%s): looking topic %s up by name", type(exc).__name__, name)
+            return self._listed_topic(name)
+        return topic_arn(identity, self.sns.meta.region_name, name)
+
+    def _listed_topic(self, name: str) -> str:
+        for page in self.sns.get_paginator("list_topics").paginate():
+            for topic in page.get("Topics", []):
+                if topic["TopicArn"].rsplit(":", 1)[-1] == name:
+                    return str(topic["TopicArn"])
+        raise ClientError({"Error": {"Code": "NotFound", "Message": (
+            f"topic {name} does not exist: provision the topology (`school provision`); the "
+            "relay does not create topics")}}, "ListTopics")
 
     def send(self, destination: str, rows: Sequence[Row[Any]]) -> SendResult:
         """One batch call; a batch refused for its content as a whole is retried row by row.
@@ -105,8 +189,13 @@ class Publisher:
         if destination == self.topology.topic.name:
             entries = [{"Id": str(r.id), "Message": r.body,
                         "MessageAttributes": json.loads(r.attributes)} for r in rows]
-            reply: dict[str, Any] = self.sns.publish_batch(TopicArn=target,
-                                                           PublishBatchRequestEntries=entries)
+            try:
+                reply: dict[str, Any] = self.sns.publish_batch(TopicArn=target,
+                                                               PublishBatchRequestEntries=entries)
+            except ClientError as exc:
+                if error_code(exc) != "NotFound":
+                    raise
+                raise missing_topic(exc, target) from exc
         else:
             reply = self.sqs.send_message_batch(QueueUrl=target,
                                                 Entries=[self._sqs_entry(r) for r in rows])

@@ -17,9 +17,10 @@ CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibili
 # The consumer runtime dead-letters poison messages itself, with a reason, into the DLQ.
 DEAD_LETTER = ("sqs:SendMessage", "sqs:GetQueueUrl")
 SEND = ("sqs:SendMessage", "sqs:GetQueueUrl")
-# The relay resolves the topic's ARN with CreateTopic (idempotent: it returns the existing topic)
-# and publishes in batches (sns:Publish authorises PublishBatch).
-PUBLISH = ("sns:Publish", "sns:CreateTopic")
+# The relay publishes in batches (sns:Publish authorises PublishBatch). It builds the topic's ARN
+# from STS GetCallerIdentity, which needs no permission (shared/publisher.py, Publisher.topic_arn),
+# so no task role may create topics (issue 14).
+PUBLISH = ("sns:Publish",)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,9 @@ class MessagingStack(Stack):
         # Further SQS attributes of the spec (the provisioner sets them on the queue as they are);
         # CloudFormation's queue properties carry the same names.
         cfn_queue = queue.node.default_child
-        assert isinstance(cfn_queue, sqs.CfnQueue)
+        if not isinstance(cfn_queue, sqs.CfnQueue):
+            raise TypeError(f"queue {spec.name}: expected its default child to be a CfnQueue, "
+                            f"got {type(cfn_queue).__name__}; cannot set {spec.sqs_attributes}")
         for key, value in spec.sqs_attributes.items():
             cfn_queue.add_property_override(key, int(value) if value.isdigit() else value)
         if spec.subscribed:

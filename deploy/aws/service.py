@@ -120,7 +120,9 @@ class ServiceStack(Stack):
         """A task whose `migrate` container must succeed before its `role` container starts."""
         task = ecs.FargateTaskDefinition(self, construct_id, cpu=256, memory_limit_mib=512,
                                          task_role=self.role)
-        assert self.database.secret is not None
+        if self.database.secret is None:
+            raise ValueError(f"{self.service}: the database has no generated secret, so its "
+                             f"tasks would get no PGHOST, PGUSER or PGPASSWORD")
         secrets = {variable: ecs.Secret.from_secrets_manager(self.database.secret, field)
                    for variable, field in (("PGHOST", "host"), ("PGPORT", "port"),
                                            ("PGUSER", "username"), ("PGPASSWORD", "password"))}

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 from shared.settings import ROOT
 
 VENV_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
+# What the stack uses: SQS and SNS, and STS, whose GetCallerIdentity gives the relay the topic's
+# account (shared/publisher.py, Publisher.topic_arn). LocalStack refuses any service not listed.
+SERVICES = ("sqs", "sns", "sts")
 
 
 def use_test_credentials() -> None:
@@ -45,9 +48,9 @@ def healthy(endpoint: str) -> bool:
 
 
 def start(endpoint: str, state_dir: Path, log_path: Path,
-          services: tuple[str, ...] = ("sqs", "sns")) -> subprocess.Popen[bytes]:
+          services: tuple[str, ...] = SERVICES) -> subprocess.Popen[bytes]:
     """Start LocalStack listening at the endpoint's host and port, in its own process group,
-    with only the given services (the stack needs SQS and SNS; a test may ask for more)."""
+    with only the given services (the stack needs SERVICES; a test may ask for others)."""
     if not VENV_PYTHON.exists():
         raise FileNotFoundError(f"{VENV_PYTHON.relative_to(ROOT)} is missing: run `make venv`")
     address = urlsplit(endpoint)

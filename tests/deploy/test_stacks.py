@@ -148,8 +148,7 @@ def expected_grants(service: str) -> set[tuple[str, str]]:
                 "sqs:GetQueueAttributes", "sqs:GetQueueUrl")}
             wanted |= {(a, name(spec.dlq_name)) for a in ("sqs:SendMessage", "sqs:GetQueueUrl")}
     for event_type in CATALOGUE.produced_by(service):
-        wanted |= {("sns:Publish", name("school-events")),
-                   ("sns:CreateTopic", name("school-events"))}
+        wanted.add(("sns:Publish", name("school-events")))
         for spec in TOPOLOGY.queues:
             if event_type in spec.events:
                 wanted |= {(a, name(spec.name)) for a in ("sqs:SendMessage", "sqs:GetQueueUrl")}
@@ -160,6 +159,46 @@ def expected_grants(service: str) -> set[tuple[str, str]]:
 def test_the_task_role_has_exactly_what_the_topology_gives(
         templates: dict[str, Any], service: str) -> None:
     assert grants(templates[service]) == expected_grants(service)
+
+
+@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES])
+def test_no_role_may_create_or_manage_topics(templates: dict[str, Any], stack: str) -> None:
+    """Issue 14: the relay builds the topic's ARN (STS GetCallerIdentity needs no permission), so
+    no task role holds sns:CreateTopic, nor any SNS action but Publish."""
+    for s in statements(templates[stack]):
+        if s["effect"] == "Allow":
+            assert [a for a in s["actions"] if a.startswith("sns:")] in ([], ["sns:Publish"]), s
+
+
+def topic_arn_parts(resource: Any) -> list[Any]:
+    """An ARN as its Fn::Join parts, literal strings joined where they meet."""
+    assert isinstance(resource, dict) and "Fn::Join" in resource, resource
+    separator, pieces = resource["Fn::Join"]
+    parts: list[Any] = []
+    for piece in pieces:
+        if isinstance(piece, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += separator + piece if separator else piece
+        else:
+            parts.append(piece)
+    return parts
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_producers_may_only_publish_and_only_on_the_topic(templates: dict[str, Any],
+                                                          service: str) -> None:
+    """A producer's one SNS grant is Publish on the topic's ARN in the stack's own partition,
+    region and account: the ARN shared/publisher.py builds from the caller's identity."""
+    sns_statements = [s for s in statements(templates[service])
+                      if any(a.startswith("sns:") for a in s["actions"])]
+    if not CATALOGUE.produced_by(service):
+        assert sns_statements == []
+        return
+    [statement] = sns_statements
+    assert (statement["effect"], statement["actions"]) == ("Allow", ["sns:Publish"])
+    [resource] = statement["resources"]
+    assert topic_arn_parts(resource) == [
+        "arn:", {"Ref": "AWS::Partition"}, ":sns:", {"Ref": "AWS::Region"}, ":",
+        {"Ref": "AWS::AccountId"}, f":{name('school-events')}"]
 
 
 def test_payment_receives_only_its_own_queue_and_cannot_send_to_submissions(

@@ -17,7 +17,7 @@ def localstack_container(*services: str) -> Iterator[str]:
     from testcontainers.localstack import LocalStackContainer
 
     with LocalStackContainer(LOCALSTACK_IMAGE).with_services(
-            *(services or ("sqs", "sns"))) as container:
+            *(services or ("sqs", "sns", "sts"))) as container:
         yield container.get_url()
 
 

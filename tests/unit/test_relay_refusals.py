@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import MetaData, select, update
@@ -49,12 +50,16 @@ class FakeSqs:
 
 
 class FakeSns:
-    def create_topic(self, Name: str) -> dict[str, str]:  # noqa: N803
-        return {"TopicArn": Name}
+    meta = SimpleNamespace(region_name="us-east-1")
 
     def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[Any]  # noqa: N803
                       ) -> dict[str, Any]:
         return {"Successful": [{"Id": e["Id"]} for e in PublishBatchRequestEntries]}
+
+
+class FakeSts:
+    def get_caller_identity(self) -> dict[str, str]:
+        return {"Account": "000000000000", "Arn": "arn:aws:iam::000000000000:root"}
 
 
 def test_a_row_refused_for_now_backs_off_and_holds_back_only_its_group(tmp_path: Path) -> None:
@@ -66,7 +71,7 @@ def test_a_row_refused_for_now_backs_off_and_holds_back_only_its_group(tmp_path:
         for group, n in (("flaky", 1), ("flaky", 2), ("calm", 1)):
             outbox.add(session, Envelope("e", 1, {"group": group, "n": n}, "x"))
     sqs = FakeSqs()
-    relay = Relay(engine, table, Publisher(sqs, FakeSns(), TOPOLOGY, "env"),
+    relay = Relay(engine, table, Publisher(sqs, FakeSns(), TOPOLOGY, "env", sts=FakeSts()),
                   row_backoff=Backoff(base=60, cap=60, jitter=lambda: 1.0))
     for _ in range(3):
         relay.run_once()

@@ -1,4 +1,0 @@
-from services.payment.tables import metadata
-from shared.migrations import run_env
-
-run_env(metadata)

@@ -1,1 +1,0 @@
-../../../shared/script.py.mako
