@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -127,9 +130,15 @@ def drop_database(url: str) -> None:
 
 
 def alembic_config(service: str, url: str) -> Config:
-    """The Alembic configuration of a service's own migration history."""
+    """The Alembic configuration of a service's own migration history: the one env.py
+    (shared/alembic_env, which takes the service's metadata from its declaration) and the
+    service's revisions in services/<name>/migrations/versions."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "services" / service / "migrations"))
+    cfg.set_main_option("script_location", str(ROOT / "shared" / "alembic_env"))
+    cfg.set_main_option("path_separator", "os")  # one path, which may hold spaces
+    cfg.set_main_option("version_locations",
+                        str(ROOT / "services" / service / "migrations" / "versions"))
+    cfg.set_main_option("service", service)
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
@@ -150,3 +159,18 @@ def migrate(service: str, url: str) -> None:
             command.upgrade(alembic_config(service, url), "head")
     finally:
         engine.dispose()
+
+
+def upsert(dialect: str, table: Table, values: dict[str, Any], key: list[str],
+           set_: dict[str, Any]) -> Any:
+    """`INSERT ... ON CONFLICT (key) DO UPDATE SET ...` in `dialect`'s own syntax (both
+    databases spell it the same; SQLAlchemy has one construct per dialect)."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).values(values).on_conflict_do_update(index_elements=key,
+                                                                     set_=set_)
+
+
+def utc(value: datetime) -> datetime:
+    """A datetime read back from the database, in UTC: SQLite returns naive datetimes, which
+    were stored in UTC; PostgreSQL's are aware already."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

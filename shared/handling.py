@@ -31,11 +31,13 @@ class PermanentError(Exception):
 
 @dataclass
 class Context:
-    """What a handler gets: the event, the open transaction, and a way to emit new events."""
+    """What a handler gets: the event, the open transaction, a way to emit new events, and the
+    service's own resources (its declaration's `resources`, e.g. the payment gateway)."""
 
     event: Envelope
     session: Session
     producer: Producer | None
+    resources: Any = None
 
     def emit(self, event_type: str, data: dict[str, Any]) -> Envelope:
         """Emit an event caused by this one, in this transaction (correlation id carried on)."""
@@ -73,14 +75,14 @@ class Dispatcher:
     catalogue: Catalogue
     handlers: Mapping[str, Handler]
     producer: Producer | None = None
-    fallback: Handler | None = None  # for a consumer of every event type (analytics)
     on_duplicate: Handler | None = None  # runs in the event's savepoint, e.g. to count duplicates
     # Seconds a batch's transaction may keep taking events; 0: one event per transaction.
     transaction_budget: float = 0.1
+    resources: Any = None  # handed to every handler as ctx.resources
 
     def read(self, body: str) -> Envelope:
         envelope = self.catalogue.read(body)
-        if envelope.event_type not in self.handlers and self.fallback is None:
+        if envelope.event_type not in self.handlers:
             raise PoisonMessage("unhandled_event_type",
                                 f"{self.inbox.consumer} has no handler for {envelope.event_type}")
         return envelope
@@ -159,11 +161,10 @@ class Dispatcher:
 
     def _apply(self, session: Session, envelope: Envelope) -> Outcome:
         """Claim the event in the inbox, then run its handler, in the caller's transaction."""
-        handler = self.handlers.get(envelope.event_type, self.fallback)
-        assert handler is not None  # read() refused the event otherwise
+        handler = self.handlers[envelope.event_type]  # read() refused the event otherwise
         if not self.inbox.claim(session, envelope):
             if self.on_duplicate is not None:
-                self.on_duplicate(Context(envelope, session, self.producer))
+                self.on_duplicate(Context(envelope, session, self.producer, self.resources))
             return Outcome.DUPLICATE
-        handler(Context(envelope, session, self.producer))
+        handler(Context(envelope, session, self.producer, self.resources))
         return Outcome.HANDLED

@@ -1,5 +1,6 @@
-"""HTTP idempotency: a retry with the same Idempotency-Key and body gets the first response; the
-same key with another body is a 422 (DESIGN section 5)."""
+"""HTTP idempotency: a retry with the same Idempotency-Key and body gets the first response, its
+status and body; the same key with another body is refused as invalid, a 422 (DESIGN section
+5). Keys are kept for a retention, then purged (`purge`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Engine, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.web import Problem
+from shared.errors import Invalid
 
 MAX_KEY = 200
 # The header as an OpenAPI parameter, for every route that honours it (`@blp.doc(parameters=...)`).
@@ -36,33 +37,37 @@ class IdempotencyKeys:
     @staticmethod
     def check(key: str | None) -> str | None:
         if key is not None and not 1 <= len(key) <= MAX_KEY:
-            raise Problem(422, "Invalid Idempotency-Key header.",
+            raise Invalid("Invalid Idempotency-Key header.",
                           {"Idempotency-Key": [f"must be 1 to {MAX_KEY} characters"]})
         return key
 
     def replay(self, session: Session, key: str, request_hash: str
                ) -> tuple[int, dict[str, Any]] | None:
-        """The stored first response for this key, or None if the key is new."""
+        """The stored first response for this key, (status, body), or None if the key is new."""
         row = session.execute(select(self.table).where(self.table.c.key == key)).first()
         if row is None:
             return None
         if row.request_hash != request_hash:
-            raise Problem(422, "This Idempotency-Key was used with a different request body.",
+            raise Invalid("This Idempotency-Key was used with a different request body.",
                           {"Idempotency-Key": ["already used with another body"]})
-        return row.status_code, json.loads(row.body)
+        return row.status_code, row.body
 
     def remember(self, session: Session, key: str, request_hash: str, status: int,
                  body: dict[str, Any]) -> None:
-        """Store the response in the request's transaction: both commit, or neither."""
+        """Store the response (a JSON-native body) in the request's transaction: both commit,
+        or neither."""
         session.execute(insert(self.table).values(
-            key=key, request_hash=request_hash, status_code=status,
-            body=json.dumps(body, default=str), created_at=datetime.now(UTC)))
+            key=key, request_hash=request_hash, status_code=status, body=body,
+            created_at=datetime.now(UTC)))
 
 
-def run_idempotent(sessions: sessionmaker[Session], keys: IdempotencyKeys, key: str | None,
-                   route: str, body: dict[str, Any], status: int,
-                   work: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
-    """Run `work` in one transaction with the key's response stored beside its effects.
+def respond_idempotent(sessions: sessionmaker[Session], keys: IdempotencyKeys, key: str | None,
+                       route: str, body: dict[str, Any], status: int,
+                       work: Callable[[Session], dict[str, Any]]
+                       ) -> tuple[dict[str, Any], int]:
+    """Run `work` in one transaction with the key's response stored beside its effects, and
+    return the response as (body, status), the tuple a Flask view returns: `status` for a new
+    request, the stored status for a retry.
 
     A retry with the key gets the stored response. When a concurrent request with the same key
     commits first, our insert of the key fails: answer with what it answered. Any other
@@ -72,14 +77,28 @@ def run_idempotent(sessions: sessionmaker[Session], keys: IdempotencyKeys, key: 
     try:
         with sessions.begin() as session:
             if key and (stored := keys.replay(session, key, digest)):
-                return stored[1]
+                return stored[1], stored[0]
             result = work(session)
             if key:
                 keys.remember(session, key, digest, status, result)
-        return result
+        return result, status
     except IntegrityError:
         if key:
             with sessions() as session:
                 if stored := keys.replay(session, key, digest):
-                    return stored[1]
+                    return stored[1], stored[0]
         raise
+
+
+def purge(engine: Engine, table: Table, older_than: timedelta, *, batch: int = 1000) -> int:
+    """Delete the keys stored longer ago than `older_than` (a retry after that is a new
+    request), `batch` rows a transaction so no lock is held long; return how many went."""
+    cutoff = datetime.now(UTC) - older_than
+    old = select(table.c.key).where(table.c.created_at < cutoff).limit(batch)
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            gone = int(conn.execute(delete(table).where(table.c.key.in_(old))).rowcount or 0)
+        deleted += gone
+        if gone < batch:
+            return deleted

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.backoff import Backoff
+from shared.db import utc
 from shared.envelope import Envelope
 from shared.publisher import BATCH, Publisher, SendResult, plan_batches
 from shared.topology import Topology
@@ -114,8 +115,7 @@ class Relay:
         if max(per_destination.values()) >= BATCH:
             return False
         now = datetime.now(UTC)
-        oldest = min(r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
-                     for r in rows)  # SQLite gives naive datetimes back: they are UTC
+        oldest = min(utc(r.created_at) for r in rows)
         self.hold_for = self.linger - (now - oldest).total_seconds()
         return self.hold_for > 0
 

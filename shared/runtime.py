@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import sys
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,10 +21,12 @@ from shared.inbox import Inbox
 from shared.outbox import Outbox, Relay
 from shared.provision import resolve
 from shared.publisher import Publisher
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
 from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from shared.service import Service
+
 # How long a relay lets fewer than a batch of new rows wait for more (issue 13): at most this much
 # later one at a time, a tenth of the calls in a burst.
 RELAY_LINGER = 0.05
@@ -44,14 +41,16 @@ class Runtime:
     inbox_table: Table | None = None
     topology: Topology = TOPOLOGY
     catalogue: Catalogue = CATALOGUE
+    resources: Any = None  # the service's own (its declaration's `resources`)
     _clients: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, service: str, *, outbox: Table | None = None, inbox: Table | None = None,
-              settings: Settings | None = None) -> Runtime:
-        settings = settings or Settings.from_env()
-        engine = db.make_engine(db.database_url(service, settings))
-        return cls(service, settings, engine, outbox, inbox)
+    def build(cls, service: Service, settings: Settings) -> Runtime:
+        """The runtime of a process of `service`: its database engine, and its resources."""
+        engine = db.make_engine(db.database_url(service.name, settings))
+        resources = service.resources(settings) if service.resources else None
+        return cls(service.name, settings, engine, service.outbox, service.inbox,
+                   resources=resources)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -86,26 +85,31 @@ class Runtime:
             self._clients[key] = aws.client(name, self.settings, read_timeout)
         return self._clients[key]
 
-    @property
+    def _table(self, table: Table | None, name: str) -> Table:
+        if table is None:
+            raise ConfigError(f"{self.service} has no {name} table (shared.tables)")
+        return table
+
+    @cached_property
     def producer(self) -> Producer:
-        assert self.outbox_table is not None, f"{self.service} has no outbox table"
-        return Producer(self.catalogue, Outbox(self.outbox_table, self.topology))
+        return Producer(self.catalogue, Outbox(self._table(self.outbox_table, "outbox"),
+                                               self.topology))
 
     def relay(self) -> Relay:
-        assert self.outbox_table is not None, f"{self.service} has no outbox table"
+        outbox = self._table(self.outbox_table, "outbox")
         publisher = Publisher(self.client("sqs", 5), self.client("sns", 5), self.topology,
-                              self.settings.school_env)
-        relay = Relay(self.engine, self.outbox_table, publisher, linger=RELAY_LINGER,
+                              self.settings.school_env, sts=self.client("sts", 5))
+        relay = Relay(self.engine, outbox, publisher, linger=RELAY_LINGER,
                       retention=timedelta(hours=self.settings.outbox_retention_hours))
         relay.wake_on_commit(self.sessions)
         return relay
 
-    def dispatcher(self, handlers: dict[str, Handler], **options: Any) -> Dispatcher:
-        assert self.inbox_table is not None, f"{self.service} has no inbox table"
+    def dispatcher(self, handlers: Mapping[str, Handler], **options: Any) -> Dispatcher:
+        inbox = Inbox(self._table(self.inbox_table, "inbox"), self.service)
         producer = self.producer if self.outbox_table is not None else None
         options.setdefault("transaction_budget", self.transaction_budget())
-        return Dispatcher(self.sessions, Inbox(self.inbox_table, self.service), self.catalogue,
-                          handlers, producer=producer, **options)
+        return Dispatcher(self.sessions, inbox, self.catalogue, handlers, producer=producer,
+                          resources=self.resources, **options)
 
     def transaction_budget(self) -> float:
         """How long one transaction may take further events of a batch (issue 13). On SQLite
@@ -137,69 +141,6 @@ class Runtime:
     def attempts(self) -> AttemptLedger:
         """The retry budget's ledger, a platform table beside the inbox (shared.tables)."""
         if self.inbox_table is None or "handler_attempts" not in self.inbox_table.metadata.tables:
-            raise RuntimeError(f"{self.service}'s tables need shared.tables.attempts_table")
+            raise ConfigError(f"{self.service}'s tables need shared.tables.attempts_table")
         table = self.inbox_table.metadata.tables["handler_attempts"]
         return AttemptLedger(self.engine, table, self.service)
-
-
-def _every(interval: float, stop: threading.Event, job: Any) -> None:
-    while not stop.wait(interval):
-        try:
-            job()
-        except Exception:  # housekeeping must not kill the worker; it runs again next time
-            log.exception("periodic job %s failed", getattr(job, "__name__", job))
-
-
-def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
-          jobs: dict[str, Callable[[threading.Event], None]] | None = None) -> int:
-    """Run a worker process until SIGTERM or SIGINT; exit 0 within the shutdown deadline.
-
-    `jobs` are further loops of the worker (the notification sender), each run in its own thread
-    as `job(stop)` and joined like the relay.
-    """
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum, extra={"outcome": "stopping"})
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, request_stop)
-    threads = []
-    if relay is not None:
-        threads.append(threading.Thread(target=relay.run, name="relay",
-                                        args=(stop, runtime.settings.relay_interval)))
-        threads.append(threading.Thread(target=_every, name="outbox-purge", daemon=True,
-                                        args=(3600, stop, relay.purge)))
-        threads.append(threading.Thread(target=_every, name="outbox-dead-rows", daemon=True,
-                                        args=(60, stop, relay.report_dead_rows)))
-    for name, job in (jobs or {}).items():
-        threads.append(threading.Thread(target=job, name=name, args=(stop,)))
-    if runtime.inbox_table is not None:
-        inbox = Inbox(runtime.inbox_table, runtime.service)
-        keep = timedelta(days=runtime.settings.inbox_retention_days)
-        threads.append(threading.Thread(target=_every, name="inbox-purge", daemon=True,
-                                        args=(3600, stop, lambda: inbox.purge(runtime.engine,
-                                                                               keep))))
-        if consumer is not None:
-            ledger = runtime.attempts()
-            threads.append(threading.Thread(target=_every, name="attempts-purge", daemon=True,
-                                            args=(3600, stop, lambda: ledger.purge(keep))))
-    for thread in threads:
-        thread.start()
-    log.info("%s worker started", runtime.service, extra={"outcome": "started"})
-    if consumer is not None:
-        consumer.run(stop)
-    else:
-        stop.wait()
-    for thread in threads:
-        if not thread.daemon:
-            thread.join(timeout=runtime.settings.shutdown_deadline)
-    log.info("%s worker stopped", runtime.service, extra={"outcome": "stopped"})
-    if consumer is not None and consumer.abandoned:
-        # Handlers still running past the deadline hold threads Python would wait for; their
-        # messages were released and their transactions never commit, so leave now.
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
-    return 0

@@ -13,6 +13,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from shared.db import utc
+
 # NUL and the UTF-16 surrogate range: valid in a JSON string, impossible to store.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 ID_MAX = 64  # the String(64) id columns of every service's tables
@@ -35,8 +37,8 @@ class UtcDateTime(fields.DateTime):
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
-        if isinstance(value, datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        if isinstance(value, datetime):
+            value = utc(value)
         return str(value.astimezone(UTC).isoformat(timespec="milliseconds")).replace(
             "+00:00", "Z")
 

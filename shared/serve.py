@@ -11,7 +11,6 @@ those in application/problem+json like every other error (issue 12); the limits 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -84,13 +83,13 @@ def migrate(service: str) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from shared import db
+    from shared import bootstrap, db
     from shared.settings import ConfigError, Settings
     try:
         url = db.database_url(service, Settings.from_env())
         shown = make_url(url).render_as_string(hide_password=True)
         print(f"migrating the {service} database at {shown}", flush=True)
-        db.migrate(service, url)
+        bootstrap.migrate(service, url)
     except (ConfigError, SQLAlchemyError, OSError) as exc:
         print(f"migrate {service}: {exc}", file=sys.stderr)
         return 1
@@ -106,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "migrate":
         return migrate(args.service)
     if args.role == "worker":
-        module = importlib.import_module(f"services.{args.service}.worker")
-        return int(module.main())
+        from shared import bootstrap
+        return bootstrap.worker(args.service)
     host = os.environ.get("BIND_HOST", "127.0.0.1")
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port(args.service)}",
                 "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),
                 "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE),
                 "--graceful-timeout", "20", "--access-logfile", "-", "--no-control-socket",
-                f"services.{args.service}.app:create_app()"]
+                f"shared.bootstrap:api({args.service!r})"]
     os.execv(sys.executable, gunicorn)
     return 0  # not reached: execv replaces this process
 

@@ -58,6 +58,7 @@ class Settings:
     relay_interval: float = 0.2
     outbox_retention_hours: float = 24.0
     inbox_retention_days: float = 15.0
+    idempotency_retention_hours: float = 24.0  # how long a retry may replay a POST's response
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     simulator_controls: bool = False
@@ -92,6 +93,8 @@ class Settings:
             relay_interval=env_number(env, "SCHOOL_RELAY_INTERVAL", 0.2),
             outbox_retention_hours=env_number(env, "SCHOOL_OUTBOX_RETENTION_HOURS", 24.0),
             inbox_retention_days=env_number(env, "SCHOOL_INBOX_RETENTION_DAYS", 15.0),
+            idempotency_retention_hours=env_number(env, "SCHOOL_IDEMPOTENCY_RETENTION_HOURS",
+                                                   24.0),
             smtp_host=env.get("SMTP_HOST", "127.0.0.1") or "127.0.0.1",
             smtp_port=int(env_number(env, "SMTP_PORT", 1025)),
             simulator_controls=env.get("SCHOOL_SIMULATOR_CONTROLS", "0") == "1",

@@ -12,11 +12,11 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import swagger_ui_bundle
-from flask import Flask, Response, current_app, g, request, send_from_directory
+from flask import Flask, Response, g, request, send_from_directory
 from flask_smorest import Api, Blueprint
 from flask_smorest.utils import prepare_response
 from sqlalchemy.exc import DBAPIError
@@ -24,13 +24,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from shared import logs
+from shared.errors import Conflict, DomainError, Invalid, NotFound, TooLarge
 from shared.schemas import ID_MAX, HealthSchema, NotReadySchema, ProblemSchema, ReadySchema
-
-if TYPE_CHECKING:
-    from sqlalchemy import Table
-
-    from shared.runtime import Runtime
-    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -45,11 +40,25 @@ CORRELATION_RULE = ("X-Correlation-ID: a value of 1 to 100 printable ASCII chara
 
 
 class Problem(Exception):
-    """An error a client can act on; rendered as problem+json with its status."""
+    """An error a client can act on; rendered as problem+json with its status. The web layer's
+    own refusals; a command raises a shared.errors.DomainError instead."""
 
     def __init__(self, status: int, detail: str, errors: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.errors = status, detail, errors
+
+
+# The status of each kind of domain error; a service declares its own kinds beside these. The
+# most specific class that an error is an instance of decides (TooLarge before Invalid).
+DOMAIN_STATUSES: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, TooLarge: 413,
+                                                 Invalid: 422}
+
+
+def _status_of(error: DomainError, statuses: dict[type[DomainError], int]) -> int:
+    for kind in type(error).__mro__:
+        if kind in statuses:
+            return statuses[kind]
+    return 400
 
 
 def problem(status: int, detail: str, errors: dict[str, Any] | None = None) -> Response:
@@ -193,13 +202,16 @@ def _finish(response: Response) -> Response:
 
 
 def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict[str, ReadyCheck],
-               *, max_body_bytes: int = 1024 * 1024) -> Flask:
+               *, max_body_bytes: int = 1024 * 1024,
+               errors: Mapping[type[DomainError], int] | None = None) -> Flask:
     """A service's Flask app with the platform's routes and error handling.
 
     Bodies over `max_body_bytes` are cut off by the server (Werkzeug answers 413 and closes the
     connection before reading the rest); the services' own limits sit well below it so that a
-    merely too-large field still gets a proper 413 or 422 problem.
+    merely too-large field still gets a proper 413 or 422 problem. A DomainError a command
+    raises is answered with the status DOMAIN_STATUSES or the service's own `errors` give it.
     """
+    statuses = DOMAIN_STATUSES | dict(errors or {})
     app = Flask(service)
     app.config.update(
         API_TITLE=f"{service} service", API_VERSION="1", OPENAPI_VERSION="3.0.3",
@@ -215,6 +227,8 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     app.before_request(_require_json)
     app.after_request(_finish)
     app.register_error_handler(Problem, lambda e: problem(e.status, e.detail, e.errors))
+    app.register_error_handler(DomainError, lambda e: problem(_status_of(e, statuses), e.detail,
+                                                              e.errors))
     app.register_error_handler(Exception, _unexpected)
     api.register_blueprint(_platform(ready_checks))
     for blueprint in blueprints:
@@ -222,24 +236,6 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     app.add_url_rule("/docs/static/<path:name>", "swagger_static",
                      lambda name: send_from_directory(swagger_ui_bundle.swagger_ui_path, name))
     return app
-
-
-def service_app(service: str, blueprints: Iterable[Blueprint], settings: Settings, *,
-                outbox: Table | None = None, inbox: Table | None = None) -> Flask:
-    """A service's API as its app.py builds it: logging configured, its Runtime (database,
-    outbox, AWS clients) kept in `app.extensions["runtime"]`, and /readyz checking that runtime."""
-    from shared.runtime import Runtime
-    logs.configure(service, settings.log_level)
-    runtime = Runtime.build(service, outbox=outbox, inbox=inbox, settings=settings)
-    app = create_app(service, blueprints, runtime.ready_checks())
-    app.extensions["runtime"] = runtime
-    return app
-
-
-def current_runtime() -> Runtime:
-    """The Runtime the service's create_app() built, for the request being handled."""
-    runtime: Runtime = current_app.extensions["runtime"]
-    return runtime
 
 
 def _unexpected(error: Exception) -> Response:

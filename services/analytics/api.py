@@ -1,39 +1,23 @@
-"""The analytics HTTP API (DESIGN section 7)."""
+"""The analytics HTTP API (DESIGN section 7): parse, call a command, respond."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask_smorest import Blueprint
-from sqlalchemy import Connection, func, select
 
-from services.analytics.handlers import DUPLICATES
+from services.analytics import commands
 from services.analytics.schemas import SummaryOut
-from services.analytics.tables import counters, event_counts, grades, revenue
-from shared.web import current_runtime
-
-blp = Blueprint("analytics", __name__, description="Counts of the school's events")
+from shared.runtime import Runtime
 
 
-@blp.route("/analytics/summary")
-@blp.response(200, SummaryOut)
-def summary() -> Any:
-    """Every figure from one snapshot, so they agree with each other."""
-    with current_runtime().engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            return _summary(conn)
+def routes(rt: Runtime) -> list[Blueprint]:
+    blp = Blueprint("analytics", __name__, description="Counts of the school's events")
 
+    @blp.route("/analytics/summary")
+    @blp.response(200, SummaryOut)
+    def summary() -> Any:
+        """Every figure from one snapshot, so they agree with each other."""
+        return commands.summary(rt.engine)
 
-def _summary(conn: Connection) -> dict[str, Any]:
-    by_type = {row.event_type: row.count for row in conn.execute(
-        select(event_counts).order_by(event_counts.c.event_type))}
-    money = {row.currency: row.net_cents for row in conn.execute(
-        select(revenue).order_by(revenue.c.currency))}
-    average = conn.execute(select(func.avg(grades.c.score))).scalar_one()
-    duplicates = conn.execute(select(counters.c.value).where(
-        counters.c.name == DUPLICATES)).scalar_one_or_none()
-    return {"events_by_type": by_type, "revenue_cents_by_currency": money,
-            "average_score": None if average is None else float(average),
-            "events_processed": sum(by_type.values()), "duplicates_absorbed": duplicates or 0}
+    return [blp]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+DUPLICATES = "duplicates_absorbed"  # the counter of deliveries the inbox absorbed
+
 
 def revenue_change(event_type: str, data: Mapping[str, Any]) -> tuple[str, int] | None:
     """Net revenue per currency: a charge adds its amount, a refund takes it back."""

@@ -1,33 +1,29 @@
 """The analytics worker's handlers: every event is counted once, in the inbox's transaction.
 
-One handler takes every event type (the dispatcher's fallback), so a new event type is counted
-the day a producer starts emitting it. Duplicates are absorbed by the inbox and counted.
+`count` takes every event type of the catalogue (service.py), so a new event type is counted the
+day it is registered. Duplicates are absorbed by the inbox and counted by `duplicate`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.analytics import domain
 from services.analytics.tables import counters, event_counts, grades, revenue
+from shared import db
 from shared.handling import Context
-
-DUPLICATES = "duplicates_absorbed"
 
 
 def add(session: Session, table: Table, key: str, amount: int) -> None:
     """`value += amount` for one key, creating the row at `amount`: an atomic upsert, so
     concurrent handlers on PostgreSQL never lose an increment."""
     key_column, value_column = (c.name for c in table.columns)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement: Any = dialect.insert(table).values({key_column: key, value_column: amount})
-    session.execute(statement.on_conflict_do_update(
-        index_elements=[key_column], set_={value_column: table.c[value_column] + amount}))
+    session.execute(db.upsert(session.get_bind().dialect.name, table,
+                              {key_column: key, value_column: amount}, [key_column],
+                              {value_column: table.c[value_column] + amount}))
 
 
 def count(ctx: Context) -> None:
@@ -46,4 +42,4 @@ def count(ctx: Context) -> None:
 
 
 def duplicate(ctx: Context) -> None:
-    add(ctx.session, counters, DUPLICATES, 1)
+    add(ctx.session, counters, domain.DUPLICATES, 1)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Float, Integer, String, Table
 
-from shared.tables import attempts_table, inbox_table
+from shared.tables import key, platform_metadata, ref, timestamp
 
-metadata = MetaData()
-inbox = inbox_table(metadata)
-attempts = attempts_table(metadata)
+metadata = platform_metadata(outbox=False)
 
 # Counters, one row per key, updated with an upsert in the handler's transaction.
 event_counts = Table(
@@ -30,12 +28,12 @@ counters = Table(
 # Facts: one row per graded submission version, for averages over any slice later.
 grades = Table(
     "grades", metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("submission_id", String(64), nullable=False),
-    Column("assignment_id", String(64), nullable=False, index=True),
-    Column("student_id", String(64), nullable=False),
+    key("event_id"),
+    ref("submission_id"),
+    ref("assignment_id", index=True),
+    ref("student_id"),
     Column("version", Integer, nullable=False),
     Column("score", Float, nullable=False),
     Column("max_score", Integer, nullable=False),
-    Column("graded_at", DateTime(timezone=True), nullable=False),
+    timestamp("graded_at"),
 )

@@ -1,25 +1,25 @@
-"""What the assignment API does, one function per request, inside the caller's transaction."""
+"""What the assignment API does, one function per request, inside the caller's transaction. A
+refusal is a domain error (shared.errors), which the web layer turns into problem+json."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from services.assignment.schemas import MAX_CONTENT_BYTES
-from services.assignment.tables import assignments, submissions
+from services.assignment.tables import assignments, grader_faults, submissions
 from shared.envelope import new_id
+from shared.errors import NotFound, TooLarge
 from shared.handling import Producer
-from shared.web import Problem
 
 
 def create_assignment(session: Session, producer: Producer, correlation_id: str,
                       **fields: Any) -> dict[str, Any]:
     row = {"id": new_id(), "created_at": datetime.now(UTC), **fields}
-    session.execute(insert(assignments).values(row | {"keywords": json.dumps(row["keywords"])}))
+    session.execute(insert(assignments).values(row))
     due_at = row["due_at"].isoformat() if row["due_at"] else None
     producer.emit(session, "assignment.created", {
         "assignment_id": row["id"], "course_id": row["course_id"], "title": row["title"],
@@ -30,8 +30,8 @@ def create_assignment(session: Session, producer: Producer, correlation_id: str,
 def get_assignment(session: Session, assignment_id: str) -> dict[str, Any]:
     row = session.execute(select(assignments).where(assignments.c.id == assignment_id)).first()
     if row is None:
-        raise Problem(404, f"No assignment with id {assignment_id!r}.")
-    return dict(row._mapping) | {"keywords": json.loads(row.keywords)}
+        raise NotFound(f"No assignment with id {assignment_id!r}.")
+    return dict(row._mapping)
 
 
 def submit(session: Session, producer: Producer, correlation_id: str, assignment_id: str,
@@ -39,8 +39,8 @@ def submit(session: Session, producer: Producer, correlation_id: str, assignment
     """Store the student's next version as received and ask for grading."""
     size = len(content.encode())
     if size > MAX_CONTENT_BYTES:
-        raise Problem(413, f"The content is {size} bytes; at most {MAX_CONTENT_BYTES} "
-                           "bytes (100 KB) are accepted.")
+        raise TooLarge(f"The content is {size} bytes; at most {MAX_CONTENT_BYTES} "
+                       "bytes (100 KB) are accepted.")
     get_assignment(session, assignment_id)
     latest = session.execute(select(func.max(submissions.c.version)).where(
         submissions.c.assignment_id == assignment_id,
@@ -53,3 +53,27 @@ def submit(session: Session, producer: Producer, correlation_id: str, assignment
         "submission_id": row["id"], "assignment_id": assignment_id, "student_id": student_id,
         "version": row["version"], "content": content}, correlation_id=correlation_id)
     return {"id": row["id"], "version": row["version"], "status": row["status"]}
+
+
+def list_submissions(session: Session, assignment_id: str,
+                     student_id: str | None = None) -> list[Any]:
+    """An assignment's submissions (one student's, if given), by student and version."""
+    get_assignment(session, assignment_id)
+    statement = select(submissions).where(submissions.c.assignment_id == assignment_id)
+    if student_id is not None:
+        statement = statement.where(submissions.c.student_id == student_id)
+    return list(session.execute(statement.order_by(submissions.c.student_id,
+                                                   submissions.c.version)).all())
+
+
+def set_grader_faults(session: Session, student_ids: list[str]) -> None:
+    """Make grading fail transiently for these students (the simulator's switch)."""
+    session.execute(delete(grader_faults))
+    if student_ids:
+        session.execute(insert(grader_faults), [{"student_id": s} for s in
+                                                sorted(set(student_ids))])
+
+
+def grading_fails_for(session: Session, student_id: str) -> bool:
+    return session.execute(select(grader_faults).where(
+        grader_faults.c.student_id == student_id)).first() is not None

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, select, update
 
 from services.assignment import domain
-from services.assignment.tables import assignments, grader_faults, submissions
+from services.assignment.tables import assignments, submissions
+from shared.db import utc
 from shared.handling import Context, PermanentError
 
 log = logging.getLogger(__name__)
-
-
-class InjectedFault(Exception):
-    """A transient grading failure injected through /simulator/grader."""
 
 
 def _others_latest(ctx: Context, assignment_id: str, student_id: str) -> list[str]:
@@ -40,13 +36,10 @@ def submission_received(ctx: Context) -> None:
     if row.status == "graded":  # another event for the same submission graded it already
         log.warning("submission %s is already graded", row.id, extra={"outcome": "ignored"})
         return
-    if ctx.session.execute(select(grader_faults).where(
-            grader_faults.c.student_id == row.student_id)).first():
-        raise InjectedFault(f"grading is failing for student {row.student_id}")
     task = ctx.session.execute(select(assignments).where(
         assignments.c.id == row.assignment_id)).one()
-    received_at, due_at = (_utc(row.received_at), _utc(task.due_at) if task.due_at else None)
-    score = domain.final_score(row.content, json.loads(task.keywords), task.max_score,
+    received_at, due_at = (utc(row.received_at), utc(task.due_at) if task.due_at else None)
+    score = domain.final_score(row.content, task.keywords, task.max_score,
                                received_at, due_at)
     similarity = domain.plagiarism_score(
         row.content, _others_latest(ctx, row.assignment_id, row.student_id))
@@ -58,11 +51,3 @@ def submission_received(ctx: Context) -> None:
         "student_id": row.student_id, "version": row.version, "score": score,
         "max_score": task.max_score, "plagiarism_score": similarity,
         "flagged": domain.flagged(similarity)})
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-HANDLERS = {"submission.received": submission_received}

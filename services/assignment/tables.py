@@ -3,57 +3,50 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
-    DateTime,
     Float,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-from shared.tables import attempts_table, idempotency_table, inbox_table, outbox_table
+from shared.tables import key, platform_metadata, ref, timestamp
 
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
-attempts = attempts_table(metadata)
-idempotency_keys = idempotency_table(metadata)
+metadata = platform_metadata(outbox=True, idempotency=True)
+idempotency_keys = metadata.tables["idempotency_keys"]
 
 assignments = Table(
     "assignments", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("course_id", String(64), nullable=False),
+    key(),
+    ref("course_id"),
     Column("title", String(200), nullable=False),
     Column("max_score", Integer, nullable=False),
-    Column("keywords", Text, nullable=False),  # a JSON list
-    Column("due_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("keywords", JSON, nullable=False),  # a list of strings
+    timestamp("due_at", nullable=True),
+    timestamp("created_at"),
 )
 
 submissions = Table(
     "submissions", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("assignment_id", String(64), nullable=False),
-    Column("student_id", String(64), nullable=False),
+    key(),
+    ref("assignment_id"),
+    ref("student_id"),
     Column("version", Integer, nullable=False),
     Column("content", Text, nullable=False),
     Column("status", String(20), nullable=False),
     Column("score", Float, nullable=True),
     Column("plagiarism_score", Float, nullable=True),
     Column("flagged", Boolean, nullable=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("graded_at", DateTime(timezone=True), nullable=True),
+    timestamp("received_at"),
+    timestamp("graded_at", nullable=True),
     UniqueConstraint("assignment_id", "student_id", "version", name="uq_submission_version"),
     Index("ix_submissions_assignment", "assignment_id", "student_id"),
 )
 
 # Faults a test or the demo injects into grading (only with SCHOOL_SIMULATOR_CONTROLS=1).
-grader_faults = Table(
-    "grader_faults", metadata,
-    Column("student_id", String(64), primary_key=True),
-)
+grader_faults = Table("grader_faults", metadata, key("student_id"))

@@ -1,4 +1,5 @@
-"""What the enrollment API does, one function per request, inside the caller's transaction."""
+"""What the enrollment API does, one function per request, inside the caller's transaction. A
+refusal is a domain error (shared.errors), which the web layer turns into problem+json."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.enrollment import domain
-from services.enrollment.tables import HOLDING, courses, enrollments, students
+from services.enrollment.domain import HOLDING
+from services.enrollment.tables import courses, enrollments, students
 from shared.envelope import new_id
+from shared.errors import Conflict, NotFound
 from shared.handling import Producer
-from shared.web import Problem
 
 
 def register_student(session: Session, producer: Producer, correlation_id: str,
@@ -37,8 +39,14 @@ def create_course(session: Session, producer: Producer, correlation_id: str,
 def get(session: Session, table: Any, record_id: str, what: str) -> Any:
     row = session.execute(select(table).where(table.c.id == record_id)).first()
     if row is None:
-        raise Problem(404, f"No {what} with id {record_id!r}.")
+        raise NotFound(f"No {what} with id {record_id!r}.")
     return row
+
+
+def list_enrollments(session: Session, student_id: str) -> list[Any]:
+    """A student's enrollments, oldest first."""
+    return list(session.execute(select(enrollments).where(
+        enrollments.c.student_id == student_id).order_by(enrollments.c.created_at)).all())
 
 
 # Saga step 1 in one statement: take a seat if the student exists, the course has a free seat and
@@ -86,14 +94,14 @@ def _explain_refusal(session: Session, student_id: str, course_id: str) -> Any:
         enrollments.c.student_id == student_id, enrollments.c.course_id == course_id,
         enrollments.c.status.in_(HOLDING))).first()
     if holding is not None:
-        raise Problem(409, f"Student {student_id} already has enrollment {holding.id} in "
+        raise Conflict(f"Student {student_id} already has enrollment {holding.id} in "
                            f"course {course_id}.")
     # One statement checks and takes the seat, so concurrent requests cannot oversell.
     held = session.execute(update(courses).where(
         courses.c.id == course_id, courses.c.seats_taken < courses.c.capacity
     ).values(seats_taken=courses.c.seats_taken + 1))
     if held.rowcount != 1:
-        raise Problem(409, f"Course {course_id} is full ({course.capacity} seats).")
+        raise Conflict(f"Course {course_id} is full ({course.capacity} seats).")
     return course
 
 
@@ -106,7 +114,7 @@ def cancel(session: Session, producer: Producer, correlation_id: str,
         enrollments.c.id == enrollment_id, enrollments.c.status == row.status
     ).values(status=state, updated_at=datetime.now(UTC))) if state else None
     if changed is None or changed.rowcount != 1:
-        raise Problem(409, f"Enrollment {enrollment_id} is {row.status}; only an active "
+        raise Conflict(f"Enrollment {enrollment_id} is {row.status}; only an active "
                            "enrollment can be cancelled.")
     producer.emit(session, "refund.requested", {
         "enrollment_id": enrollment_id, "student_id": row.student_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 PENDING, ACTIVE, CANCELLING, CANCELLED = "pending_payment", "active", "cancelling", "cancelled"
+HOLDING = (PENDING, ACTIVE, CANCELLING)  # the states that hold a seat in the course
 PAYMENT_DECLINED, STUDENT_REQUEST = "payment_declined", "student_request"
 
 # (state, what happened) -> next state. Anything else is not a valid move from that state.

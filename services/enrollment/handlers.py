@@ -59,7 +59,3 @@ def payment_failed(ctx: Context) -> None:
 
 def payment_refunded(ctx: Context) -> None:
     _cancel(ctx, domain.STUDENT_REQUEST, refunded=True)
-
-
-HANDLERS = {"payment.succeeded": payment_succeeded, "payment.failed": payment_failed,
-            "payment.refunded": payment_refunded}

@@ -6,62 +6,57 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     text,
 )
 
-from shared.tables import attempts_table, idempotency_table, inbox_table, outbox_table
+from services.enrollment.domain import HOLDING
+from shared.tables import key, platform_metadata, ref, timestamp
 
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
-attempts = attempts_table(metadata)
-idempotency_keys = idempotency_table(metadata)
+metadata = platform_metadata(outbox=True, idempotency=True)
+idempotency_keys = metadata.tables["idempotency_keys"]
 
 students = Table(
     "students", metadata,
-    Column("id", String(64), primary_key=True),
+    key(),
     Column("name", String(200), nullable=False),
     Column("email", String(320), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    timestamp("created_at"),
 )
 
 courses = Table(
     "courses", metadata,
-    Column("id", String(64), primary_key=True),
+    key(),
     Column("title", String(200), nullable=False),
     Column("price_cents", Integer, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("capacity", Integer, nullable=False),
     Column("seats_taken", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    timestamp("created_at"),
     CheckConstraint("seats_taken >= 0 AND seats_taken <= capacity", name="ck_courses_seats"),
 )
 
-HOLDING = ("pending_payment", "active", "cancelling")  # states that hold a seat
+_holds_a_seat = text("status IN (" + ", ".join(f"'{state}'" for state in HOLDING) + ")")
 
 enrollments = Table(
     "enrollments", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("student_id", String(64), ForeignKey("students.id"), nullable=False),
-    Column("course_id", String(64), ForeignKey("courses.id"), nullable=False),
-    Column("status", String(20), nullable=False),
+    key(),
+    ref("student_id", ForeignKey("students.id")),
+    ref("course_id", ForeignKey("courses.id")),
+    Column("status", String(20), nullable=False),  # a state of services.enrollment.domain
     Column("cancel_reason", String(30), nullable=True),
     Column("refunded", Boolean, nullable=False),
     Column("amount_cents", Integer, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    timestamp("created_at"),
+    timestamp("updated_at"),
     # One seat-holding enrollment per student and course, enforced by the database itself so
     # that concurrent requests cannot both pass the check.
     Index("uq_enrollments_holding", "student_id", "course_id", unique=True,
-          sqlite_where=text("status IN ('pending_payment', 'active', 'cancelling')"),
-          postgresql_where=text("status IN ('pending_payment', 'active', 'cancelling')")),
+          sqlite_where=_holds_a_seat, postgresql_where=_holds_a_seat),
     Index("ix_enrollments_student", "student_id"),
 )

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# The events that send an email (DESIGN section 6); student.registered feeds the contacts.
-NOTIFYING_EVENTS = ("enrollment.confirmed", "enrollment.cancelled", "payment.refunded",
-                    "submission.graded")
+from shared.topology import TOPOLOGY
+
+# The notification queue's filter (shared.topology) names what this service receives:
+# student.registered feeds the contacts, and every other event sends an email (DESIGN section 6).
+CONTACT_EVENT = "student.registered"
+EMAIL_EVENTS = tuple(event_type for event_type in TOPOLOGY.queue("notifications").filter_events
+                     if event_type != CONTACT_EVENT)
 
 # ISO 4217 currencies without minor units; every other currency is shown with two decimals.
 _ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",

@@ -2,22 +2,25 @@
 
 The email itself is sent by the sender (sender.py) once the row is committed, so a slow or
 absent SMTP server never holds a message in the queue, and an event whose student has no contact
-yet waits in the database (status `pending`) until student.registered arrives.
+yet waits in the database (status `pending`) until student.registered arrives. The email is
+rendered here once, to try the templates: one that cannot render this event is a bug no retry
+fixes, so the event is dead-lettered (and redriven once the fix is deployed), and the sender
+only ever retries SMTP.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
+from jinja2 import Environment, TemplateError
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from services.notification import domain
+from services.notification import domain, mail
 from services.notification.tables import contacts, notifications
 from shared.envelope import new_id
-from shared.handling import Context, Handler
+from shared.handling import Context, PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +48,19 @@ def notify(ctx: Context) -> None:
     """Record the email for this (event, student); the sender delivers it."""
     event, data = ctx.event, ctx.event.data
     now = datetime.now(UTC)
+    subject = domain.subject(event.event_type, data)
+    templates: Environment = ctx.resources
+    try:
+        mail.render(templates, event.event_type, data, "Student", subject, "check")
+    except TemplateError as exc:
+        raise PermanentError(f"the {event.event_type} email cannot be rendered: {exc}") from exc
     ctx.session.execute(insert(notifications).values(
         id=new_id(), event_id=event.event_id, event_type=event.event_type,
         student_id=data["student_id"], correlation_id=event.correlation_id,
-        subject=domain.subject(event.event_type, data), data=json.dumps(data),
+        subject=subject, data=data,
         status="pending", attempts=0, next_attempt_at=now, created_at=now))
     if not has_contact(ctx.session, data["student_id"]):
         # Standard queues do not keep order: the student.registered event may still be on its
         # way. The row waits; the sender picks it up as soon as the contact exists.
         log.info("no contact yet for student %s: %s email waits for it", data["student_id"],
                  event.event_type, extra={"outcome": "waiting_for_contact"})
-
-
-HANDLERS: dict[str, Handler] = {"student.registered": student_registered,
-                                **{event_type: notify for event_type in domain.NOTIFYING_EVENTS}}

@@ -40,9 +40,17 @@ class Letter:
     data: dict[str, Any]
 
 
+def render(env: Environment, event_type: str, data: dict[str, Any], name: str, subject: str,
+           reference: str) -> tuple[str, str]:
+    """The email's plain text and HTML; a TemplateError if the templates cannot render it."""
+    context = data | {"name": name, "subject": subject, "reference": reference}
+    return (env.get_template(f"{event_type}.txt").render(context),
+            env.get_template(f"{event_type}.html").render(context))
+
+
 def compose(env: Environment, letter: Letter, name: str, email: str, now: datetime
             ) -> EmailMessage:
-    context = letter.data | {"name": name, "subject": letter.subject, "reference": letter.id}
+    text, html = render(env, letter.event_type, letter.data, name, letter.subject, letter.id)
     message = EmailMessage()
     message["From"] = FROM
     message["To"] = formataddr((name, email))
@@ -54,9 +62,8 @@ def compose(env: Environment, letter: Letter, name: str, email: str, now: dateti
     message["X-Event-ID"] = letter.event_id
     message["X-Event-Type"] = letter.event_type
     message["X-Correlation-ID"] = letter.correlation_id
-    message.set_content(env.get_template(f"{letter.event_type}.txt").render(context))
-    message.add_alternative(env.get_template(f"{letter.event_type}.html").render(context),
-                            subtype="html")
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
     return message
 
 

@@ -3,12 +3,14 @@
 Several worker processes may run at once: a row is claimed by moving its `next_attempt_at` past
 now in a conditional UPDATE, so exactly one sender sends it. A claim left by a crashed sender
 expires after `lease` seconds and the row is sent again (at least once; the Message-ID is stable).
-A failed send is retried with backoff, forever: an email is never dropped.
+A failed send is retried with backoff, forever: an email is never dropped. What is retried is
+SMTP: the handler already rendered the email once, and dead-letters an event whose templates
+cannot render it, so a template error here means the templates changed since (a deploy); the row
+waits, with backoff, for the fixed ones.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import smtplib
 import threading
@@ -22,6 +24,8 @@ from services.notification.mail import Letter, Mailer, compose
 from services.notification.tables import contacts, notifications
 from shared.backoff import Backoff
 from shared.logs import bound
+from shared.runtime import Runtime
+from shared.service import Job
 
 log = logging.getLogger(__name__)
 # Failures that mean "the server is unreachable now": the rest of this pass would fail too.
@@ -47,8 +51,8 @@ class Sender:
                 self._failed(row, exc)
                 break
             except (smtplib.SMTPException, TemplateError) as exc:
-                # Refused by the server, or a template that cannot render this event (a bug to
-                # fix and deploy): the row stays pending and is tried again later.
+                # Refused by the server, or templates changed since the handler rendered this
+                # event: the row stays pending and is tried again later.
                 self._failed(row, exc)
                 continue
             sent += 1
@@ -73,7 +77,7 @@ class Sender:
 
     def _send(self, row: Row[Any]) -> None:
         letter = Letter(row.id, row.event_id, row.event_type, row.correlation_id, row.subject,
-                        json.loads(row.data))
+                        row.data)
         now = datetime.now(UTC)
         self.mailer.send(compose(self.templates, letter, row.name, row.email, now))
         with self.engine.begin() as conn:
@@ -106,3 +110,10 @@ class Sender:
                 continue
             if not sent:
                 stop.wait(interval)
+
+
+def job(rt: Runtime) -> Job:
+    """The worker's sender loop, with the process's templates (the service's resources)."""
+    s = rt.settings
+    return Sender(rt.engine, Mailer(s.smtp_host, s.smtp_port), rt.resources,
+                  backoff=Backoff(s.backoff_base, s.backoff_cap)).run

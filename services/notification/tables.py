@@ -2,50 +2,38 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import JSON, Column, Index, Integer, String, Table, UniqueConstraint
 
-from shared.tables import attempts_table, inbox_table
+from shared.tables import key, platform_metadata, ref, timestamp
 
-metadata = MetaData()
-inbox = inbox_table(metadata)
-attempts = attempts_table(metadata)
+metadata = platform_metadata(outbox=False)
 
 # A projection of student.registered: the only student data this service keeps.
 contacts = Table(
     "contacts", metadata,
-    Column("student_id", String(64), primary_key=True),
+    key("student_id"),
     Column("name", String(200), nullable=False),
     Column("email", String(320), nullable=False),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
+    timestamp("registered_at"),
 )
 
 # One row per (event, recipient); the sender delivers `pending` rows whose contact is known.
 notifications = Table(
     "notifications", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("event_id", String(64), nullable=False),
+    key(),
+    ref("event_id"),
     Column("event_type", String(100), nullable=False),
-    Column("student_id", String(64), nullable=False),
+    ref("student_id"),
     Column("correlation_id", String(100), nullable=False),
     Column("subject", String(300), nullable=False),
-    Column("data", Text, nullable=False),  # the event's data (JSON), rendered when sent
+    Column("data", JSON, nullable=False),  # the event's data, rendered when sent
     Column("status", String(10), nullable=False),  # pending, sent
     Column("recipient", String(320), nullable=True),  # the address it was sent to
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    timestamp("next_attempt_at"),
     Column("last_error", String(500), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
+    timestamp("created_at"),
+    timestamp("sent_at", nullable=True),
     UniqueConstraint("event_id", "student_id", name="uq_notifications_event_recipient"),
     Index("ix_notifications_due", "status", "next_attempt_at"),
     Index("ix_notifications_student", "student_id", "created_at"),

@@ -27,9 +27,9 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import db
+from shared.settings import Settings
 
 metadata = MetaData()
 attempts = Table(
@@ -69,6 +69,13 @@ class Result:
         return self.outcome == "succeeded"
 
 
+def from_settings(settings: Settings) -> SimulatedGateway:
+    """The gateway of a payment process: its ledger in its own database (`payment_gateway`)."""
+    url = db.database_url("payment_gateway", settings)
+    db.ensure_database(url)
+    return SimulatedGateway(db.make_engine(url))
+
+
 class SimulatedGateway:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -93,11 +100,11 @@ class SimulatedGateway:
         return True if enabled is None else bool(enabled)
 
     def set_outage(self, enabled: bool) -> None:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(switches).values(name="outage", enabled=enabled)
+        statement = db.upsert(self.engine.dialect.name, switches,
+                              {"name": "outage", "enabled": enabled}, ["name"],
+                              {"enabled": enabled})
         with self.engine.begin() as conn:
-            conn.execute(statement.on_conflict_do_update(index_elements=["name"],
-                                                         set_={"enabled": enabled}))
+            conn.execute(statement)
 
     def _call(self, operation: str, key: str, token: str, amount_cents: int) -> Result:
         # Only tok_down asks whether the outage is on: no other call pays for that read.

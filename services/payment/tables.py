@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Column, Integer, String, Table
 
-from shared.tables import attempts_table, inbox_table, outbox_table
+from shared.tables import key, platform_metadata, ref, timestamp
 
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
-attempts = attempts_table(metadata)
+metadata = platform_metadata(outbox=True)
 
 payments = Table(
     "payments", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("enrollment_id", String(64), nullable=False, unique=True),
-    Column("student_id", String(64), nullable=False),
+    key(),
+    ref("enrollment_id", unique=True),
+    ref("student_id"),
     Column("amount_cents", Integer, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("status", String(20), nullable=False),
     Column("failure_reason", String(200), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    timestamp("created_at"),
+    timestamp("updated_at"),
 )

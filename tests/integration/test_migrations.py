@@ -1,23 +1,112 @@
-"""Every service's own Alembic history upgrades an empty database, twice without change."""
+"""Every service's own Alembic history upgrades an empty database, twice without change, to
+exactly the schema its tables.py declares; the JSON revisions keep the rows they convert."""
 
 from __future__ import annotations
 
+import importlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
-from sqlalchemy import inspect
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, MetaData, inspect, select, text
 
 from shared import db
 from shared.settings import SERVICES
+
+
+@contextmanager
+def engine_of(url: str) -> Iterator[Engine]:
+    engine = db.make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def metadata_of(service: str) -> MetaData:
+    metadata: MetaData = importlib.import_module(f"services.{service}.tables").metadata
+    return metadata
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_migrations_create_the_platform_tables(service: str, database_url: str) -> None:
     db.migrate(service, database_url)
     db.migrate(service, database_url)  # idempotent: already at head
-    engine = db.make_engine(database_url)
-    try:
+    with engine_of(database_url) as engine:
         tables = set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
     assert {"alembic_version", "inbox"} <= tables
     publishes = service in ("enrollment", "payment", "assignment")
     assert ("outbox" in tables) == publishes
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_head_revision_matches_the_tables(service: str, database_url: str) -> None:
+    db.migrate(service, database_url)
+    with engine_of(database_url) as engine, engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(context, metadata_of(service))
+    assert not diffs, "\n".join(map(str, diffs))
+
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+# The text columns that became JSON (revision 0004 of each service): a row of each, without
+# its JSON value, which the tests add.
+ROWS: dict[str, dict[str, Any]] = {
+    "idempotency_keys": {"key": "k1", "request_hash": "h" * 64, "status_code": 202,
+                         "created_at": NOW},
+    "assignments": {"id": "a1", "course_id": "c1", "title": "Queues", "max_score": 100,
+                    "created_at": NOW},
+    "notifications": {"id": "n1", "event_id": "e1", "event_type": "payment.succeeded",
+                      "student_id": "s1", "correlation_id": "r1", "subject": "Paid",
+                      "status": "pending", "attempts": 0, "next_attempt_at": NOW,
+                      "created_at": NOW},
+}
+JSON_COLUMNS = [
+    ("enrollment", "idempotency_keys", "body", {"id": "e1", "status": "pending_payment"}),
+    ("assignment", "idempotency_keys", "body", {"id": "s1", "version": 2, "status": "received"}),
+    ("assignment", "assignments", "keywords", ["queue", "fifo", "ordre établi"]),
+    ("notification", "notifications", "data",
+     {"student_id": "s1", "amount_cents": 4900, "tags": ["a", None], "nested": {"ok": True}}),
+]
+JSON_IDS = [f"{service}-{table}.{column}" for service, table, column, _ in JSON_COLUMNS]
+
+
+@pytest.mark.parametrize(("service", "table", "column", "value"), JSON_COLUMNS, ids=JSON_IDS)
+def test_a_json_column_round_trips_lists_and_dicts(service: str, table: str, column: str,
+                                                   value: Any, database_url: str) -> None:
+    db.migrate(service, database_url)
+    t = metadata_of(service).tables[table]
+    with engine_of(database_url) as engine:
+        with engine.begin() as conn:
+            conn.execute(t.insert().values(ROWS[table] | {column: value}))
+        with engine.connect() as conn:
+            assert conn.execute(select(t.c[column])).scalar_one() == value
+
+
+@pytest.mark.parametrize(("service", "table", "column", "value"), JSON_COLUMNS, ids=JSON_IDS)
+def test_the_json_revision_keeps_the_rows_it_converts(service: str, table: str, column: str,
+                                                      value: Any, database_url: str) -> None:
+    """Rows written as JSON text before revision 0004 read back as lists and dicts after it, and
+    as the same text again after its downgrade."""
+    config, before = db.alembic_config(service, database_url), f"{service}_0003"
+    command.upgrade(config, before)
+    t = metadata_of(service).tables[table]
+    names = ", ".join([*ROWS[table], column])
+    values = ", ".join(f":{name}" for name in [*ROWS[table], column])
+    with engine_of(database_url) as engine:
+        with engine.begin() as conn:  # as the code before 0004 wrote it: json.dumps'd text
+            conn.execute(text(f"INSERT INTO {table} ({names}) VALUES ({values})"),
+                         ROWS[table] | {column: json.dumps(value)})
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            assert conn.execute(select(t.c[column])).scalar_one() == value
+        command.downgrade(config, before)
+        with engine.connect() as conn:
+            stored = conn.execute(text(f"SELECT {column} FROM {table}")).scalar_one()
+    assert isinstance(stored, str) and json.loads(stored) == value

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from shared import db, logs
-from shared.runtime import Runtime, serve
+from shared.bootstrap import serve
+from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.support import probe
 
@@ -19,7 +20,7 @@ def main() -> int:
                       catalogue=probe.catalogue())
     dispatcher = runtime.dispatcher({"probe.ping": probe.Probe()})
     consumer = runtime.consumer(dispatcher, runtime.topology.queue("probe-all"))
-    return serve(runtime, consumer, relay=None)
+    return serve(runtime, consumer, relay=None, jobs={})
 
 
 if __name__ == "__main__":

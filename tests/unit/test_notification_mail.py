@@ -55,11 +55,11 @@ def test_a_non_notifying_event_has_no_subject() -> None:
 
 
 def test_every_notifying_event_is_in_the_catalogue_with_its_example() -> None:
-    for event_type in domain.NOTIFYING_EVENTS:
+    for event_type in domain.EMAIL_EVENTS:
         assert CATALOGUE.new(event_type, EXAMPLES[event_type]).event_type == event_type
 
 
-@pytest.mark.parametrize("event_type", domain.NOTIFYING_EVENTS)
+@pytest.mark.parametrize("event_type", domain.EMAIL_EVENTS)
 def test_each_event_renders_both_parts_with_its_headers(event_type: str) -> None:
     data = EXAMPLES[event_type]
     letter = mail.Letter("n-1", "ev-1", event_type, "corr-1", domain.subject(event_type, data),

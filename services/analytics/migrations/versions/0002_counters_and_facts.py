@@ -1,16 +1,10 @@
-"""counters and facts
-
-Revision ID: analytics_0002
-Revises: analytics_0001
-"""
+"""counters and facts"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "analytics_0002"
 down_revision = "analytics_0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,4 @@
-"""assignments, submissions, grader faults and idempotency keys
-
-Revision ID: assignment_0002
-Revises: assignment_0001
-"""
+"""assignments, submissions, grader faults and idempotency keys"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -11,8 +7,6 @@ from shared.migrations import create_idempotency_table_v1
 
 revision = "assignment_0002"
 down_revision = "assignment_0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,4 @@
-"""students, courses, enrollments and idempotency keys
-
-Revision ID: enrollment_0002
-Revises: enrollment_0001
-"""
+"""students, courses, enrollments and idempotency keys"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -11,9 +7,8 @@ from shared.migrations import create_idempotency_table_v1
 
 revision = "enrollment_0002"
 down_revision = "enrollment_0001"
-branch_labels = None
-depends_on = None
 
+# Frozen: the seat-holding states of this revision (the live ones: enrollment.domain.HOLDING).
 HOLDING = sa.text("status IN ('pending_payment', 'active', 'cancelling')")
 
 

@@ -1,20 +1,7 @@
-"""platform tables: inbox
+"""platform tables: inbox (shared.migrations.platform_v1)"""
 
-Revision ID: notification_0001
-Revises:
-"""
-
-from shared.migrations import create_platform_tables_v1, drop_platform_tables_v1
+from shared.migrations import platform_v1
 
 revision = "notification_0001"
 down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    create_platform_tables_v1(outbox=False, inbox=True)
-
-
-def downgrade() -> None:
-    drop_platform_tables_v1()
+upgrade, downgrade = platform_v1(outbox=False)

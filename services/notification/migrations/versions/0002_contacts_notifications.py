@@ -1,16 +1,10 @@
-"""contacts and notifications
-
-Revision ID: notification_0002
-Revises: notification_0001
-"""
+"""contacts and notifications"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "notification_0002"
 down_revision = "notification_0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

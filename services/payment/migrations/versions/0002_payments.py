@@ -1,16 +1,10 @@
-"""payments
-
-Revision ID: payment_0002
-Revises: payment_0001
-"""
+"""payments"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "payment_0002"
 down_revision = "payment_0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

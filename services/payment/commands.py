@@ -1,0 +1,33 @@
+"""What the payment API does: read payments with the gateway's attempts, inside the caller's
+session. A refusal is a domain error (shared.errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session
+
+from services.payment import domain
+from services.payment.gateway import SimulatedGateway
+from services.payment.tables import payments
+from shared.errors import NotFound
+
+
+def _with_attempts(row: Row[Any], gateway: SimulatedGateway) -> dict[str, Any]:
+    keys = (domain.charge_key(row.enrollment_id), domain.refund_key(row.enrollment_id))
+    return dict(row._mapping) | {"gateway_attempts": gateway.attempts(*keys)}
+
+
+def list_payments(session: Session, gateway: SimulatedGateway,
+                  enrollment_id: str) -> list[dict[str, Any]]:
+    rows = session.execute(select(payments).where(
+        payments.c.enrollment_id == enrollment_id)).all()
+    return [_with_attempts(row, gateway) for row in rows]
+
+
+def get_payment(session: Session, gateway: SimulatedGateway, payment_id: str) -> dict[str, Any]:
+    row = session.execute(select(payments).where(payments.c.id == payment_id)).first()
+    if row is None:
+        raise NotFound(f"No payment with id {payment_id!r}.")
+    return _with_attempts(row, gateway)
