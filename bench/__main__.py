@@ -17,6 +17,7 @@ from typing import Any
 from bench import api, consumers, grading, hops, raw, school
 from bench.report import Results, chart, table, write_json
 from bench.session import Bench, BenchError, say
+from deploy.local.client import ProblemError
 from shared.settings import ROOT, Settings
 
 PARTS = ("raw", "consumers", "grading", "hops", "idle", "api")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_queue_parts(bench, args, results, run)
             if set(args.parts) & STACK_PARTS:
                 run_stack_parts(bench, args, results)
-    except BenchError as exc:
+    except (BenchError, ProblemError) as exc:  # ProblemError: an API refused the bench
         failure = str(exc)
     except KeyboardInterrupt:
         say("interrupted: everything the bench started is stopped")

@@ -5,7 +5,6 @@ process start-up is not counted. The queue and its DLQ must end empty, or the fi
 
 from __future__ import annotations
 
-import importlib
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from bench.session import Bench, BenchError, done, progress, say, until
 from shared import db
 from shared.envelope import Envelope
 from shared.events import CATALOGUE
+from shared.service import declaration
 from shared.topology import physical
 
 # (envelope, MessageGroupId or None) for each message, made after the databases are migrated.
@@ -38,7 +38,8 @@ class Case:
 
     @property
     def inbox(self) -> Table:
-        table: Table = importlib.import_module(f"services.{self.service}.tables").inbox
+        table = declaration(self.service).inbox
+        assert table is not None  # a service with a queue has an inbox (Service.check)
         return table
 
 

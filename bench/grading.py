@@ -5,7 +5,6 @@ so grouping by assignment serialises the whole class (`make bench BENCH_ARGS="--
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ def submissions(opts: GradingOptions, grouping: str, seed: int) -> Loader:
         with engine.begin() as conn:
             conn.execute(insert(tables.assignments).values(
                 id=assignment_id, course_id="bench", title="Benchmark", max_score=100,
-                keywords=json.dumps(["queue", "fifo", "group", "order"]), due_at=None,
+                keywords=["queue", "fifo", "group", "order"], due_at=None,
                 created_at=now))
             for version in range(1, opts.versions + 1):
                 for student in range(opts.students):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bench.proxy import Counts
 from bench.report import Results
 from bench.school import PER_ENROLLMENT, School
-from bench.session import BenchError, done, progress, say
+from bench.session import done, progress, say
 from shared.topology import TOPOLOGY, physical
 
 
@@ -51,12 +51,7 @@ def burst(school: School, opts: HopOptions, results: Results) -> None:
     before_inbox, before = school.inbox(), school.proxy.snapshot()
 
     def enroll(student: str) -> str:
-        reply = school.api.post("enrollment", "/enrollments", {
-            "student_id": student, "course_id": course, "payment_token": "tok_ok"},
-            key=uuid.uuid4().hex)
-        if reply.status_code != 202:
-            raise BenchError(f"POST /enrollments: {reply.status_code} {reply.text[:200]}")
-        return str(reply.json()["id"])
+        return str(school.api.enroll(student, course, key=uuid.uuid4().hex)["id"])
 
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.report import Results
-from bench.session import Bench, BenchError, done, progress, say
+from bench.session import Bench, BenchError, done, progress, say, until
 from shared.events import CATALOGUE
 from shared.topology import TOPOLOGY
 
@@ -50,30 +50,30 @@ def send_all(sqs: Any, url: str, batch: list[dict[str, Any]]) -> None:
             raise BenchError(f"SendMessageBatch refused entries: {reply['Failed'][:2]}")
 
 
-def drain_batches(sqs: Any, url: str, count: int, deadline: float) -> None:
-    got = 0
-    while got < count:
-        if time.monotonic() > deadline:
-            raise BenchError(f"received {got} of {count} messages before the deadline")
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+def drain(sqs: Any, url: str, count: int, deadline: float, batch: bool) -> None:
+    """Receive and delete `count` messages: ReceiveMessage(10) + DeleteMessageBatch when
+    `batch`, else the receive-one/delete-one loop (ReceiveMessage(1) then DeleteMessage)."""
+    left = count
+
+    def drained() -> bool:
+        nonlocal left
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10 if batch else 1,
                                        WaitTimeSeconds=1).get("Messages", [])
-        if messages:
+        if batch and messages:
             sqs.delete_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                 for i, m in enumerate(messages)])
-            got += len(messages)
+        elif not batch:
+            for m in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        left -= len(messages)
+        return left <= 0
 
-
-def drain_one_by_one(sqs: Any, url: str, count: int, deadline: float) -> None:
-    got = 0
-    while got < count:
-        if time.monotonic() > deadline:
-            raise BenchError(f"received {got} of {count} messages before the deadline")
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1,
-                                       WaitTimeSeconds=1).get("Messages", [])
-        for m in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            got += 1
+    try:
+        until(drained, deadline - time.monotonic(), f"{count} messages received", every=0)
+    except BenchError:
+        raise BenchError(f"received {count - left} of {count} messages before the deadline"
+                         ) from None
 
 
 def timed(what: str, count: int, job: Any) -> float:
@@ -97,11 +97,11 @@ def measure_kind(bench: Bench, kind: str, opts: RawOptions) -> dict[str, float]:
         rates = {
             "send": timed(f"{kind} send batch", len(batch), lambda: send_all(sqs, url, batch)),
             "batch": timed(f"{kind} receive(10) + delete batch", len(batch),
-                           lambda: drain_batches(sqs, url, len(batch), deadline)),
+                           lambda: drain(sqs, url, len(batch), deadline, True)),
         }
         send_all(sqs, url, ones)
         rates["one"] = timed(f"{kind} receive-one/delete-one", len(ones),
-                             lambda: drain_one_by_one(sqs, url, len(ones), deadline))
+                             lambda: drain(sqs, url, len(ones), deadline, False))
         if bench.depth(sqs, url):
             raise BenchError(f"raw {kind} queue not empty after the drain")
         return rates

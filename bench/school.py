@@ -5,14 +5,11 @@ view of it (inbox rows, outboxes, queue depths, read directly, so they are never
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -22,6 +19,7 @@ from deploy.local.chaos.client import Api
 from deploy.local.chaos.config import ChaosConfig
 from deploy.local.chaos.stack import Stack
 from shared import db
+from shared.service import declaration
 from shared.settings import SERVICES
 from shared.topology import TOPOLOGY, physical
 
@@ -74,7 +72,8 @@ class School:
     def inbox(self) -> Counter[str]:
         counts: Counter[str] = Counter()
         for service in SERVICES:
-            table = importlib.import_module(f"services.{service}.tables").inbox
+            table = declaration(service).inbox
+            assert table is not None  # every service consumes a queue
             with self.engines[service].connect() as conn:
                 counts[service] = int(conn.execute(select(func.count()).select_from(table)
                                                    ).scalar_one())
@@ -83,7 +82,7 @@ class School:
     def outbox_pending(self) -> int:
         pending = 0
         for service in SERVICES:
-            table = getattr(importlib.import_module(f"services.{service}.tables"), "outbox", None)
+            table = declaration(service).outbox
             if table is None:
                 continue
             with self.engines[service].connect() as conn:
@@ -136,36 +135,22 @@ class School:
                 raise BenchError(f"{name} exited with {proc.returncode} during the run, and the "
                                  f"bench did not stop it (log: {self.stack.folder / 'log'})")
 
-    def post(self, path: str, body: dict[str, Any], expect: int) -> dict[str, Any]:
-        reply = self.api.post("enrollment", path, body)
-        if reply.status_code != expect:
-            raise BenchError(f"POST {path}: {reply.status_code} {reply.text[:200]}")
-        created: dict[str, Any] = reply.json()
-        return created
-
     def course(self, seats: int) -> str:
         """A new course (analytics counts its course.created), settled before it is used."""
         before = self.inbox()
-        course_id = str(self.post("/courses", {"title": "Benchmarking", "price_cents": 4990,
-                                               "currency": "USD", "capacity": seats}, 201)["id"])
+        course_id = str(self.api.create_course("Benchmarking", seats, 4990)["id"])
         self.settle(before + Counter({"analytics": 1}), [], "a new course")
         return course_id
 
     def enroll(self, student: str, course: str) -> str:
-        return str(self.post("/enrollments", {"student_id": student, "course_id": course,
-                                              "payment_token": "tok_ok"}, 202)["id"])
+        return str(self.api.enroll(student, course)["id"])
 
     def register(self, count: int) -> None:
         """The students every part enrolls (notification keeps a contact of each)."""
         before = self.inbox()
-
-        def student(_: int) -> str:
-            tag = uuid.uuid4().hex[:10]
-            return str(self.post("/students", {"name": f"Bench {tag}",
-                                               "email": f"b{tag}@example.com"}, 201)["id"])
-
         with ThreadPoolExecutor(4) as pool:
-            self.students = list(pool.map(student, range(count)))
+            self.students = list(pool.map(lambda _: str(self.api.new_student("Bench")["id"]),
+                                          range(count)))
         self.settle(before + Counter({"analytics": count, "notification": count}), [],
                     f"{count} students registered")
 

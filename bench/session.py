@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
-from deploy.local import localstack
-from deploy.local.chaos import wait
+from deploy.local import localstack, wait
 from shared import aws, db
 from shared.provision import Provisioner, Report
 from shared.settings import ROOT, Settings
@@ -45,7 +44,7 @@ def done(text: str) -> None:
 
 
 def until(check: Callable[[], T], timeout: float, what: str, every: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy (deploy.local.chaos.wait.until);
+    """Poll `check` until it returns something truthy (deploy.local.wait.until);
     BenchError naming `what` at the deadline."""
     try:
         return wait.until(check, timeout, what, every)

@@ -21,15 +21,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
 from deploy.local import localstack
+from deploy.local.client import Client, ProblemError, Unreachable
 from deploy.local.keep import pidfile
 from deploy.local.up import DEFAULT_ENDPOINT, shown
+from deploy.local.wait import until
 from shared import aws, cli
 from shared.events import CATALOGUE
 from shared.inspect import QueueState, queue_state
-from shared.serve import port
 from shared.settings import SERVICES, Settings
 from shared.topology import TOPOLOGY, physical
 
@@ -54,46 +53,14 @@ def step(title: str) -> None:
     say(f"\n== {title}")
 
 
-class Client:
-    def __init__(self) -> None:
-        self.http = requests.Session()
-        self.urls = {s: f"http://127.0.0.1:{port(s)}" for s in SERVICES}
-
-    def call(self, method: str, service: str, path: str, expect: int, **kwargs: Any) -> Any:
-        url = self.urls[service] + path
-        try:
-            reply = self.http.request(method, url, timeout=30, **kwargs)
-        except requests.ConnectionError as exc:
-            raise DemoError(f"cannot reach the {service} service at {url}: is `make up` "
-                            f"running?") from exc
-        if reply.status_code != expect:
-            raise DemoError(f"{method} {url} answered {reply.status_code}, expected {expect}: "
-                            f"{reply.text[:300]}")
-        return reply.json() if reply.content else None
-
-    def get(self, service: str, path: str, **params: str) -> Any:
-        return self.call("GET", service, path, 200, params=params)
-
-    def post(self, service: str, path: str, body: dict[str, Any], expect: int = 201) -> Any:
-        return self.call("POST", service, path, expect, json=body)
-
-
 def wait(what: str, check: Callable[[], Any], timeout: float = 90, every: float = 5) -> Any:
     """Poll `check` until it returns something truthy, saying what it waits for every `every` s."""
-    started = time.monotonic()
-    said = 0.0
-    while True:
-        result = check()
-        if result:
-            return result
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise DemoError(f"gave up after {timeout:.0f} s waiting for {what}; "
-                            f"`make status` and var/log/ show where it is stuck")
-        if elapsed - said >= every:
-            said = elapsed
-            say(f"   ... waiting for {what} ({elapsed:.0f} s)")
-        time.sleep(0.5)
+    try:
+        return until(check, timeout, what, every=0.5, tell_every=every,
+                     tell=lambda elapsed: say(f"   ... waiting for {what} ({elapsed:.0f} s)"))
+    except TimeoutError:
+        raise DemoError(f"gave up after {timeout:.0f} s waiting for {what}; "
+                        f"`make status` and var/log/ show where it is stuck") from None
 
 
 class Demo:
@@ -109,43 +76,27 @@ class Demo:
 
     # -- helpers -------------------------------------------------------------------------------
     def student(self, name: str) -> dict[str, Any]:
-        email = f"{name.lower()}.{self.tag}@example.com"
-        body: dict[str, Any] = self.school.post("enrollment", "/students",
-                                                {"name": name, "email": email})
-        return body
+        return self.school.register(name, f"{name.lower()}.{self.tag}@example.com")
 
     def enroll(self, student: dict[str, Any], course: dict[str, Any], token: str) -> str:
-        body = self.school.post("enrollment", "/enrollments", {
-            "student_id": student["id"], "course_id": course["id"], "payment_token": token},
-            expect=202)
+        body = self.school.enroll(student["id"], course["id"], token)
         say(f"   {student['name']} enrolls in {course['title']} with {token}: "
             f"{body['status']} ({body['id'][:8]})")
         return str(body["id"])
 
-    def enrollment(self, enrollment_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.school.get("enrollment", f"/enrollments/{enrollment_id}")
-        return body
-
     def until_status(self, enrollment_id: str, *statuses: str, timeout: float = 90
                      ) -> dict[str, Any]:
         return wait(f"enrollment {enrollment_id[:8]} to be {' or '.join(statuses)}",
-                    lambda: (e := self.enrollment(enrollment_id))["status"] in statuses and e,
-                    timeout)
-
-    def payments(self, enrollment_id: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.school.get("payment", "/payments",
-                                                     enrollment_id=enrollment_id)
-        return rows
+                    lambda: (e := self.school.enrollment(enrollment_id))["status"] in statuses
+                    and e, timeout)
 
     def notifications(self, student: dict[str, Any]) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.school.get("notification", "/notifications",
-                                                     student_id=student["id"])
-        return rows
+        return self.school.notifications(student["id"])
 
-    def graded(self, path: str, student: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    def graded(self, task: str, student: dict[str, Any], count: int) -> list[dict[str, Any]]:
         """Wait until the student's `count` submissions are graded (in version order)."""
         return wait(f"{student['name']}'s {count} graded submission(s)", lambda: (
-            rows := self.school.get("assignment", path, student_id=student["id"]))
+            rows := self.school.submissions(task, student["id"]))
             and len(rows) == count and all(r["status"] == "graded" for r in rows) and rows)
 
     def queue(self, name: str) -> QueueState:
@@ -156,9 +107,6 @@ class Demo:
     def dead_letters(self) -> int:
         return self.queue(PAYMENT_QUEUE.dlq_name).visible
 
-    def outage(self, on: bool) -> None:
-        self.school.call("PUT", "payment", "/simulator/gateway", 200, json={"outage": on})
-
     def record(self, student: dict[str, Any], what: str, enrollment_id: str) -> None:
         self.rows.append({"student": student, "what": what, "enrollment": enrollment_id})
 
@@ -166,11 +114,11 @@ class Demo:
     def check_stack(self) -> None:
         step("The stack")
         for service in SERVICES:
-            self.school.call("GET", service, "/readyz", 200)
+            self.school.ready(service)
             say(f"   {service:<12} ready at {self.school.urls[service]}")
         try:
-            self.school.get("payment", "/simulator/gateway")
-        except DemoError as exc:
+            self.school.gateway()
+        except ProblemError as exc:
             raise DemoError("the payment service has no /simulator/gateway: start the stack "
                             "with `make up` (it turns SCHOOL_SIMULATOR_CONTROLS on)") from exc
         say(f"   queues of SCHOOL_ENV={self.settings.school_env!r} at "
@@ -183,14 +131,12 @@ class Demo:
         step("Students and courses (enrollment service, events on the SNS topic)")
         ada, bob, cyd, dee, eve = (self.student(n) for n in ("Ada", "Bob", "Cyd", "Dee", "Eve"))
         say(f"   registered Ada, Bob, Cyd, Dee and Eve (tag {self.tag})")
-        queues = school.post("enrollment", "/courses", {
-            "title": "Queues 101", "capacity": 10, "price_cents": 4990, "currency": "USD"})
-        sagas = school.post("enrollment", "/courses", {
-            "title": "Sagas 201", "capacity": 10, "price_cents": 1500, "currency": "EUR"})
+        queues = school.create_course("Queues 101", 10, 4990, "USD")
+        sagas = school.create_course("Sagas 201", 10, 1500, "EUR")
         say("   created Queues 101 (49.90 USD) and Sagas 201 (15.00 EUR)")
 
         step("Enrollments: a payment per request on payment-requests.fifo, grouped by student")
-        self.outage(True)
+        school.gateway_outage(True)
         say("   the simulated gateway's outage switch is on: tok_down payments fail")
         paid = self.enroll(ada, queues, "tok_ok")
         declined = self.enroll(bob, queues, "tok_declined")
@@ -207,31 +153,28 @@ class Demo:
         e = self.until_status(declined, "cancelled")
         say(f"   Bob: cancelled ({e['cancel_reason']}); the seat is released")
         self.until_status(flaky, "active")
-        [payment] = self.payments(flaky)
+        [payment] = school.payments(flaky)
         say(f"   Cyd: active after {payment['gateway_attempts']} gateway attempts "
             f"(the worker retried with backoff, the same idempotency key each time)")
 
         step("A cancellation with refund (refund.requested -> payment.refunded)")
         self.until_status(refunded, "active")
-        school.call("POST", "enrollment", f"/enrollments/{refunded}/cancel", 202)
+        school.cancel(refunded)
         self.until_status(refunded, "cancelled")
-        wait("Eve's refund", lambda: [p["status"] for p in self.payments(refunded)]
+        wait("Eve's refund", lambda: [p["status"] for p in school.payments(refunded)]
              == ["refunded"])
         say("   Eve: cancelled at her request, 15.00 EUR refunded")
 
         step("Assignments: resubmissions and a plagiarised essay (assignment-submissions.fifo)")
-        task = school.post("assignment", "/assignments", {
-            "course_id": queues["id"], "title": "Why queues?", "max_score": 100,
-            "keywords": KEYWORDS})
-        path = f"/assignments/{task['id']}/submissions"
+        task = school.create_assignment(course_id=queues["id"], title="Why queues?",
+                                        max_score=100, keywords=KEYWORDS)["id"]
         for text in ("A queue.", "A fifo queue keeps a group in order.", ESSAY):
-            sub = school.post("assignment", path, {"student_id": ada["id"], "content": text},
-                              expect=202)
+            sub = school.submit(task, ada["id"], text)
             say(f"   Ada submits version {sub['version']}")
-        graded = self.graded(path, ada, 3)
-        school.post("assignment", path, {"student_id": cyd["id"], "content": ESSAY}, expect=202)
+        graded = self.graded(task, ada, 3)
+        school.submit(task, cyd["id"], ESSAY)
         say("   Cyd submits a copy of Ada's last essay")
-        graded += self.graded(path, cyd, 1)
+        graded += self.graded(task, cyd, 1)
         for row in graded:
             who = "Ada" if row["student_id"] == ada["id"] else "Cyd"
             flag = "  FLAGGED" if row["flagged"] else ""
@@ -242,7 +185,7 @@ class Demo:
         sent = wait("Ada's confirmation email", lambda: [
             n for n in self.notifications(ada)
             if n["event_type"] == "enrollment.confirmed" and n["status"] == "sent"])
-        before = school.get("analytics", "/analytics/summary")
+        before = school.summary()
         original = sent[0]
         copy = CATALOGUE.new("enrollment.confirmed", {
             "enrollment_id": paid, "student_id": ada["id"], "course_id": queues["id"]},
@@ -254,7 +197,7 @@ class Demo:
                              MessageAttributes=copy.attributes())
         say(f"   published event {copy.event_id[:8]} (Ada's enrollment.confirmed) twice more")
         after = wait("analytics to absorb the 2 copies", lambda: (
-            s := school.get("analytics", "/analytics/summary"))["duplicates_absorbed"]
+            s := school.summary())["duplicates_absorbed"]
             >= before["duplicates_absorbed"] + 2 and s)
         # the notification worker has handled the copies too once its queue holds none
         wait("the notification worker to handle the copies", lambda: (
@@ -270,7 +213,7 @@ class Demo:
         step("The gateway is down: Dee's payment request ends in the DLQ")
         wait("payment-requests-dlq.fifo to receive Dee's request",
              lambda: self.dead_letters() > self.dead_before, timeout=120)
-        say(f"   Dee's enrollment is still {self.enrollment(down)['status']}; the DLQ says why:")
+        say(f"   Dee's enrollment is still {school.enrollment(down)['status']}; the DLQ says why:")
         say("   $ school dlq list payment-requests.fifo")
         listing = io.StringIO()
         cli.dlq_list(self.settings, self.sqs, PAYMENT_QUEUE, listing)
@@ -289,13 +232,13 @@ class Demo:
         cli.status(self.settings, self.sqs)
 
         step("Recovery: the gateway comes back and the DLQ is redriven")
-        self.outage(False)
+        school.gateway_outage(False)
         say("   outage switch off")
         say("   $ school dlq redrive payment-requests.fifo")
         if cli.dlq_redrive(self.settings, self.sqs, PAYMENT_QUEUE) != 0:
             raise DemoError("the redrive failed")
         e = self.until_status(down, "active")
-        [payment] = self.payments(down)
+        [payment] = school.payments(down)
         say(f"   Dee: {e['status']}, payment {payment['status']} after "
             f"{payment['gateway_attempts']} gateway attempts")
         self.crash(queues)
@@ -352,15 +295,15 @@ class Demo:
         pid = wait("the payment worker's supervisor to restart it", lambda: (
             p := self.worker_pid()) not in (None, killed) and p, timeout=60)
         restarted = time.monotonic()
-        pending = sum(self.enrollment(e)["status"] == "pending_payment" for e in ids)
+        pending = sum(self.school.enrollment(e)["status"] == "pending_payment" for e in ids)
         say(f"   keep.py restarted the payment worker {restarted - started:.1f} s after the kill "
             f"(pid {pid}; the terminal of `make up` says why and when); {pending} of "
             f"{len(ids)} enrollments still pending_payment")
         names = ", ".join(s["name"] for s in late)
         wait(f"{names} to be active", lambda: all(
-            self.enrollment(e)["status"] == "active" for e in ids),
+            self.school.enrollment(e)["status"] == "active" for e in ids),
             timeout=PAYMENT_QUEUE.visibility_timeout + 90, every=15)
-        charges = [p["status"] for e in ids for p in self.payments(e)]
+        charges = [p["status"] for e in ids for p in self.school.payments(e)]
         if charges != ["succeeded"] * len(ids):
             raise DemoError(f"expected one successful payment per enrollment, got {charges}")
         say(f"   {names}: active; the backlog drained "
@@ -370,13 +313,13 @@ class Demo:
         step("Summary")
         say(f"   {'student':<8} {'how':<24} {'enrollment':<16} {'payment':<10} emails")
         for row in self.rows:
-            enrollment = self.enrollment(row["enrollment"])
-            payments = self.payments(row["enrollment"])
+            enrollment = self.school.enrollment(row["enrollment"])
+            payments = self.school.payments(row["enrollment"])
             payment = payments[0]["status"] if payments else "-"
             emails = sum(n["status"] == "sent" for n in self.notifications(row["student"]))
             say(f"   {row['student']['name']:<8} {row['what']:<24} {enrollment['status']:<16} "
                 f"{payment:<10} {emails}")
-        s = self.school.get("analytics", "/analytics/summary")
+        s = self.school.summary()
         revenue = ", ".join(f"{c} {v / 100:.2f}" for c, v in
                             s["revenue_cents_by_currency"].items())
         average = "-" if s["average_score"] is None else f"{s['average_score']:.1f}"
@@ -390,7 +333,10 @@ class Demo:
 def main() -> int:
     try:
         Demo().run()
-    except DemoError as exc:
+    except Unreachable as exc:
+        print(f"\ndemo: {exc}: is `make up` running?", file=sys.stderr)
+        return 1
+    except (DemoError, ProblemError) as exc:
         print(f"\ndemo: {exc}", file=sys.stderr)
         return 1
     return 0

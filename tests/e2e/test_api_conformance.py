@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import requests
 
+from deploy.local.client import Client, ProblemError
 from shared.settings import SERVICES
 from tests.support.conformance import Findings, run
 
@@ -32,14 +32,19 @@ def test_every_service_conforms_to_its_openapi_document(school_stack) -> None:  
     assert findings.operations >= 25 and findings.cases >= findings.operations * EXAMPLES
 
 
+@pytest.fixture(scope="module")
+def client(school_stack) -> Client:  # type: ignore[no-untyped-def]
+    return Client(school_stack.urls, timeout=10)
+
+
 @pytest.mark.parametrize(("path", "headers", "status"), [
     ("/healthz?q=" + "x" * 5000, {}, 414),
     ("/healthz", {"X-Padding": "x" * 10_000}, 431),
     ("/healthz", {f"X-Many-{n}": "x" for n in range(150)}, 431),
 ])
-def test_gunicorn_limits_answer_in_problem_json(school_stack, path: str,  # type: ignore[no-untyped-def]
+def test_gunicorn_limits_answer_in_problem_json(client: Client, path: str,
                                                 headers: dict[str, str], status: int) -> None:
-    reply = requests.get(school_stack.urls["enrollment"] + path, headers=headers, timeout=10)
+    reply = client.send("GET", "enrollment", path, headers=headers)
     assert reply.status_code == status
     assert reply.headers["Content-Type"] == "application/problem+json"
     assert reply.json()["status"] == status
@@ -63,26 +68,24 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("method", "service", "path", "body", "status"), HOSTILE)
 def test_hostile_input_is_a_client_error_in_problem_json(
-        school_stack, method: str, service: str, path: str,  # type: ignore[no-untyped-def]
-        body: str | None, status: int) -> None:
-    reply = requests.request(method, school_stack.urls[service] + path, data=body, timeout=10,
-                             headers={"Content-Type": "application/json"} if body else {})
+        client: Client, method: str, service: str, path: str, body: str | None,
+        status: int) -> None:
+    reply = client.send(method, service, path, data=body,
+                        headers={"Content-Type": "application/json"} if body else {})
     assert reply.status_code == status, reply.text
     assert reply.headers["Content-Type"] == "application/problem+json"
 
 
-def test_an_essay_with_a_nul_character_is_422(school_stack) -> None:  # type: ignore[no-untyped-def]
-    url = school_stack.urls["assignment"]
-    task = requests.post(f"{url}/assignments", timeout=10, json={
-        "course_id": "c1", "title": "Essay", "max_score": 10}).json()["id"]
-    reply = requests.post(f"{url}/assignments/{task}/submissions", timeout=10,
-                          json={"student_id": "s1", "content": "an essay\u0000"})
-    assert reply.status_code == 422 and "content" in reply.json()["errors"]
+def test_an_essay_with_a_nul_character_is_422(client: Client) -> None:
+    task = client.create_assignment(course_id="c1", title="Essay", max_score=10)["id"]
+    with pytest.raises(ProblemError) as refused:
+        client.submit(task, "s1", "an essay\u0000")
+    assert refused.value.status == 422 and "content" in refused.value.body["errors"]
 
 
 def test_a_correlation_id_that_cannot_be_a_message_attribute_is_replaced(
-        school_stack) -> None:  # type: ignore[no-untyped-def]
-    reply = requests.get(school_stack.urls["analytics"] + "/healthz", timeout=10,
-                         headers={"X-Correlation-ID": "caf\u00e9".encode()})
+        client: Client) -> None:
+    reply = client.send("GET", "analytics", "/healthz",
+                        headers={"X-Correlation-ID": "caf\u00e9".encode()})
     made = reply.headers["X-Correlation-ID"]
     assert str(uuid.UUID(made)) == made

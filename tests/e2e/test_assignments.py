@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from deploy.local.client import ProblemError
 from shared.envelope import Envelope, new_id
 from tests.support.messages import depth, wait_for
 from tests.support.school import School
@@ -42,9 +43,7 @@ def test_resubmissions_are_graded_in_version_order(school: School) -> None:
 
 def test_a_failing_group_holds_back_only_its_own_student(school: School) -> None:
     task, held, free = assignment(school), student(), student()
-    faults = school.http.put(school.url("assignment", "/simulator/grader"),
-                             json={"student_ids": [held]}, timeout=10)
-    assert faults.status_code == 200
+    school.grader_faults([held])
     try:
         for version in range(3):
             school.submit(task, held, f"queue {'fifo ' * version}")
@@ -52,8 +51,7 @@ def test_a_failing_group_holds_back_only_its_own_student(school: School) -> None
         school.graded(task, free, 3, timeout=30)
         assert [r["status"] for r in school.submissions(task, held)] == ["received"] * 3
     finally:
-        school.http.put(school.url("assignment", "/simulator/grader"),
-                        json={"student_ids": []}, timeout=10)
+        school.grader_faults([])
     rows = school.graded(task, held, 3)
     stamps = [r["graded_at"] for r in rows]
     assert stamps == sorted(stamps) and [r["score"] for r in rows] == [25, 50, 50]
@@ -116,8 +114,8 @@ BAD: list[tuple[str, str, Any, int]] = [
 def test_bad_input_is_a_4xx_problem(school: School, method: str, path: str, body: Any,
                                     status: int) -> None:
     kwargs: dict[str, Any] = ({"data": body, "headers": {"Content-Type": "text/plain"}}
-                              if isinstance(body, str) else {"json": body})
-    reply = school.http.request(method, school.url("assignment", path), timeout=30, **kwargs)
+                              if isinstance(body, str) else {"body": body})
+    reply = school.send(method, "assignment", path, **kwargs)
     assert reply.status_code == status, reply.text
     assert reply.headers["Content-Type"] == "application/problem+json"
 
@@ -125,10 +123,10 @@ def test_bad_input_is_a_4xx_problem(school: School, method: str, path: str, body
 def test_content_over_100_kb_is_refused(school: School) -> None:
     task = assignment(school)
     for content in ("é" * (51 * 1024), "x" * (300 * 1024)):  # 102 KB in UTF-8; over the body cap
-        reply = school.post("assignment", f"/assignments/{task}/submissions",
-                            {"student_id": student(), "content": content})
-        assert reply.status_code == 413, reply.text
-        assert reply.headers["Content-Type"] == "application/problem+json"
-    invalid = school.post("assignment", f"/assignments/{task}/submissions",
-                          {"student_id": "s", "content": ""})
-    assert invalid.status_code == 422 and "content" in invalid.json()["errors"]
+        with pytest.raises(ProblemError) as refused:
+            school.submit(task, student(), content)
+        assert refused.value.status == 413, refused.value.reply.text
+        assert refused.value.reply.headers["Content-Type"] == "application/problem+json"
+    with pytest.raises(ProblemError) as invalid:
+        school.submit(task, "s", "")
+    assert invalid.value.status == 422 and "content" in invalid.value.body["errors"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from deploy.local.client import ProblemError
 from shared.envelope import Envelope, new_id
 from tests.support.messages import depth, wait_for
 from tests.support.school import School
@@ -25,9 +26,9 @@ def school(saga_stack) -> School:
 
 def test_a_paid_enrollment_becomes_active_with_one_charge(school: School) -> None:
     student, course = school.student(), school.course(price_cents=4990)
-    reply = school.post("enrollment", "/enrollments", {
+    reply = school.send("POST", "enrollment", "/enrollments", {
         "student_id": student, "course_id": course, "payment_token": "tok_ok"},
-        headers={"X-Correlation-ID": "corr-paid"})
+        correlation_id="corr-paid")
     assert reply.status_code == 202 and reply.json()["status"] == "pending_payment"
     assert reply.headers["X-Correlation-ID"] == "corr-paid"
     enrollment = school.wait_status(reply.json()["id"], "active")
@@ -40,17 +41,17 @@ def test_a_paid_enrollment_becomes_active_with_one_charge(school: School) -> Non
 
 def test_a_declined_payment_cancels_and_releases_the_seat(school: School) -> None:
     student, course = school.student(), school.course(capacity=1)
-    enrollment_id = school.enroll(student, course, "tok_declined").json()["id"]
+    enrollment_id = school.enroll(student, course, "tok_declined")["id"]
     enrollment = school.wait_status(enrollment_id, "cancelled")
     assert (enrollment["cancel_reason"], enrollment["refunded"]) == ("payment_declined", False)
     [payment] = school.payments(enrollment_id)
     assert (payment["status"], payment["failure_reason"]) == ("failed", "card_declined")
     assert school.seats_taken(course) == 0
-    assert school.enroll(school.student(), course).status_code == 202  # the seat is free again
+    school.enroll(school.student(), course)  # a 202: the seat is free again
 
 
 def test_a_flaky_gateway_succeeds_on_the_third_attempt(school: School) -> None:
-    enrollment_id = school.enroll(school.student(), school.course(), "tok_flaky_2").json()["id"]
+    enrollment_id = school.enroll(school.student(), school.course(), "tok_flaky_2")["id"]
     school.wait_status(enrollment_id, "active", timeout=60)
     [payment] = school.payments(enrollment_id)
     assert payment["gateway_attempts"] == 3 and payment["status"] == "succeeded"
@@ -64,7 +65,7 @@ def test_payments_held_behind_a_flaky_one_are_never_dead_lettered_untried(
     never charged. The budget now counts handler attempts."""
     student = school.student()
     tokens = ("tok_flaky_2", "tok_flaky_2", "tok_ok")
-    enrollments = [school.enroll(student, school.course(), token).json()["id"]
+    enrollments = [school.enroll(student, school.course(), token)["id"]
                    for token in tokens]
     for enrollment_id in enrollments:
         school.wait_status(enrollment_id, "active", timeout=90)
@@ -76,7 +77,7 @@ def test_payments_held_behind_a_flaky_one_are_never_dead_lettered_untried(
 def test_a_down_gateway_dead_letters_and_redrive_completes(
         school: School, sqs, saga_stack) -> None:
     dlq = saga_stack.report.queues["payment-requests.fifo"].dlq_url
-    enrollment_id = school.enroll(school.student(), school.course(), "tok_down").json()["id"]
+    enrollment_id = school.enroll(school.student(), school.course(), "tok_down")["id"]
     wait_for(lambda: depth(sqs, dlq) == 1, 60, "the payment request in the payment DLQ")
     assert school.enrollment(enrollment_id)["status"] == "pending_payment"
     assert school.payments(enrollment_id) == []
@@ -84,9 +85,7 @@ def test_a_down_gateway_dead_letters_and_redrive_completes(
                             capture_output=True, text=True, timeout=60,
                             env=os.environ | saga_stack.env)
     assert '"dlq_reason": "retries_exhausted"' in listed.stdout, listed.stdout + listed.stderr
-    recovered = school.http.put(school.url("payment", "/simulator/gateway"),
-                                json={"outage": False}, timeout=10)
-    assert recovered.status_code == 200
+    school.gateway_outage(False)
     try:
         redrive = subprocess.run([SCHOOL_CLI, "dlq", "redrive", "payment-requests.fifo"],
                                  capture_output=True, text=True, timeout=120,
@@ -94,45 +93,46 @@ def test_a_down_gateway_dead_letters_and_redrive_completes(
         assert redrive.returncode == 0, redrive.stdout + redrive.stderr
         school.wait_status(enrollment_id, "active")
     finally:
-        school.http.put(school.url("payment", "/simulator/gateway"), json={"outage": True},
-                        timeout=10)
+        school.gateway_outage(True)
     [payment] = school.payments(enrollment_id)
     assert payment["gateway_attempts"] == 4  # the budget of 3 before the DLQ, 1 after redrive
 
 
 def test_a_full_course_and_a_second_enrollment_are_conflicts(school: School) -> None:
     course, student = school.course(capacity=1), school.student()
-    assert school.enroll(student, course).status_code == 202
-    again = school.enroll(student, course)
-    assert again.status_code == 409 and "already has" in again.json()["detail"]
-    full = school.enroll(school.student(), course)
-    assert full.status_code == 409 and "full" in full.json()["detail"]
-    assert full.headers["Content-Type"] == "application/problem+json"
+    school.enroll(student, course)
+    with pytest.raises(ProblemError) as again:
+        school.enroll(student, course)
+    assert again.value.status == 409 and "already has" in again.value.body["detail"]
+    with pytest.raises(ProblemError) as full:
+        school.enroll(school.student(), course)
+    assert full.value.status == 409 and "full" in full.value.body["detail"]
+    assert full.value.reply.headers["Content-Type"] == "application/problem+json"
 
 
 def test_the_same_idempotency_key_gives_the_same_enrollment(school: School) -> None:
     student, course, key = school.student(), school.course(), new_id()
     first, second = school.enroll(student, course, key=key), school.enroll(student, course, key=key)
-    assert first.status_code == second.status_code == 202
-    assert first.json() == second.json()
-    school.wait_status(first.json()["id"], "active")
-    assert [p["gateway_attempts"] for p in school.payments(first.json()["id"])] == [1]
-    other_body = school.enroll(student, school.course(), key=key)
-    assert other_body.status_code == 422 and "Idempotency-Key" in other_body.json()["errors"]
+    assert first == second  # both 202
+    school.wait_status(first["id"], "active")
+    assert [p["gateway_attempts"] for p in school.payments(first["id"])] == [1]
+    with pytest.raises(ProblemError) as other_body:
+        school.enroll(student, school.course(), key=key)
+    assert other_body.value.status == 422 and "Idempotency-Key" in other_body.value.body["errors"]
 
 
 def test_cancelling_refunds_and_releases_the_seat(school: School) -> None:
     course = school.course(capacity=1)
-    enrollment_id = school.enroll(school.student(), course).json()["id"]
+    enrollment_id = school.enroll(school.student(), course)["id"]
     school.wait_status(enrollment_id, "active")
-    cancel = school.post("enrollment", f"/enrollments/{enrollment_id}/cancel")
-    assert cancel.status_code == 202 and cancel.json()["status"] == "cancelling"
+    assert school.cancel(enrollment_id)["status"] == "cancelling"  # a 202
     enrollment = school.wait_status(enrollment_id, "cancelled")
     assert (enrollment["cancel_reason"], enrollment["refunded"]) == ("student_request", True)
     assert [p["status"] for p in school.payments(enrollment_id)] == ["refunded"]
     assert school.seats_taken(course) == 0
-    again = school.post("enrollment", f"/enrollments/{enrollment_id}/cancel")
-    assert again.status_code == 409
+    with pytest.raises(ProblemError) as again:
+        school.cancel(enrollment_id)
+    assert again.value.status == 409
 
 
 def _send_request(sqs, stack, envelope: Envelope) -> None:
@@ -202,9 +202,8 @@ BAD_INPUT: list[tuple[str, str, str, Any, dict[str, str], int]] = [
 @pytest.mark.parametrize(("service", "method", "path", "body", "headers", "status"), BAD_INPUT)
 def test_bad_input_is_a_4xx_problem(school: School, service: str, method: str, path: str,
                                     body: Any, headers: dict[str, str], status: int) -> None:
-    kwargs: dict[str, Any] = {"data": body} if isinstance(body, str) else {"json": body}
-    reply = school.http.request(method, school.url(service, path), headers=headers,
-                                timeout=30, **kwargs)
+    kwargs: dict[str, Any] = {"data": body} if isinstance(body, str) else {"body": body}
+    reply = school.send(method, service, path, headers=headers, **kwargs)
     assert reply.status_code == status, reply.text
     assert reply.headers["Content-Type"] == "application/problem+json"
     problem = reply.json()
@@ -216,8 +215,15 @@ def test_bad_input_is_a_4xx_problem(school: School, service: str, method: str, p
 def test_fifty_students_race_for_ten_seats(school: School) -> None:
     course = school.course(capacity=10)
     students = [school.student() for _ in range(50)]
+
+    def enroll(student: str) -> int:
+        try:
+            school.enroll(student, course)
+        except ProblemError as exc:
+            return exc.status
+        return 202
+
     with ThreadPoolExecutor(50) as pool:
-        replies = list(pool.map(lambda s: school.enroll(s, course), students))
-    codes = sorted(r.status_code for r in replies)
+        codes = sorted(pool.map(enroll, students))
     assert codes.count(202) == 10 and codes.count(409) == 40, codes
     assert school.seats_taken(course) == 10

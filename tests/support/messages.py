@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from deploy.local.wait import until
 from shared.envelope import Envelope
 
 T = TypeVar("T")
@@ -29,14 +31,18 @@ def send(sqs: Any, url: str, envelope: Envelope, body: str | None = None) -> Non
 def receive_all(sqs: Any, url: str, expected: int, timeout: float = 20) -> list[dict[str, Any]]:
     """Receive and delete until `expected` messages arrived (or the deadline passes)."""
     got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < expected and time.monotonic() < deadline:
+
+    def arrived() -> bool:
         reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
                                     MessageAttributeNames=["All"],
                                     MessageSystemAttributeNames=["All"])
         for message in reply.get("Messages", []):
             got.append(message)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return len(got) >= expected
+
+    with contextlib.suppress(TimeoutError):  # what arrived by then: the test says if too few
+        until(arrived, timeout, f"{expected} messages", every=0)
     return got
 
 
@@ -52,12 +58,6 @@ def depth(sqs: Any, url: str) -> int:
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+    """Poll `check` until it returns something truthy (deploy.local.wait.until, every 0.1 s);
+    TimeoutError naming `what` at the deadline."""
+    return until(check, timeout, what, every=0.1)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from deploy.local.chaos import say
 from deploy.local.chaos.config import ChaosConfig
 from deploy.local.chaos.run import run
-from deploy.local.chaos.wait import say
 from shared.settings import ConfigError
 
 

@@ -61,8 +61,7 @@ class Checks:
         lost, double = self.found["no event lost"], self.found["no double effect"]
         with ThreadPoolExecutor(8) as pool:
             payments = dict(zip(self.ledger.enrollments, pool.map(
-                lambda i: self.api.get("payment", "/payments", enrollment_id=i),
-                self.ledger.enrollments), strict=True))
+                self.api.payments, self.ledger.enrollments), strict=True))
         for e in self.ledger.enrollments.values():
             row, want = self.state.enrollments[e.id], expected_end(e)
             have = (row["status"], row["cancel_reason"], row["refunded"])
@@ -133,7 +132,7 @@ class Checks:
         holding = Counter(row["course_id"] for row in self.state.enrollments.values()
                           if row["status"] in HOLDING)
         for course in self.ledger.courses:
-            taken = int(self.api.get("enrollment", f"/courses/{course}")["seats_taken"])
+            taken = self.api.seats_taken(course)
             if taken != holding[course]:
                 wrong.add(f"course {course}: seats_taken {taken}, {holding[course]} "
                           "pending/active/cancelling enrollments")

@@ -21,12 +21,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from deploy.local import localstack
+from deploy.local.chaos import say
 from deploy.local.chaos.client import Api
 from deploy.local.chaos.config import ChaosConfig
 from deploy.local.chaos.stack import Stack
 from deploy.local.chaos.tap import Captured, Tap
-from deploy.local.chaos.wait import say, until
 from deploy.local.chaos.workload import Progress
+from deploy.local.wait import until
 from shared.topology import TOPOLOGY
 
 FIFO_EVENTS = ("enrollment.requested", "refund.requested", "submission.received")
@@ -164,8 +165,7 @@ class Injector:
         return True
 
     def _graded(self, data: dict[str, Any]) -> bool:
-        rows = self.api.get("assignment", f"/assignments/{data['assignment_id']}/submissions",
-                            student_id=data["student_id"])
+        rows = self.api.submissions(data["assignment_id"], data["student_id"])
         return any(r["id"] == data["submission_id"] and r["status"] == "graded" for r in rows)
 
     def db_kill(self, fault: Fault, stop: threading.Event) -> None:

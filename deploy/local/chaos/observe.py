@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from typing import Any
 
+from deploy.local.chaos import say
 from deploy.local.chaos.client import Api
 from deploy.local.chaos.ledger import Ledger
 from deploy.local.chaos.stack import Stack
-from deploy.local.chaos.wait import say
+from deploy.local.wait import until
 
 FINAL = ("active", "cancelled")
 
@@ -50,13 +51,11 @@ class Observer:
         s = self.state
         moving = [e.id for e in self.ledger.enrollments.values() if full or not self._settled(e.id)]
         with ThreadPoolExecutor(8) as pool:
-            for row in pool.map(lambda i: self.api.get("enrollment", f"/enrollments/{i}"),
-                                moving):
+            for row in pool.map(self.api.enrollment, moving):
                 s.enrollments[row["id"]] = row
-            for rows in pool.map(lambda a: self.api.get(
-                    "assignment", f"/assignments/{a}/submissions"), self.ledger.assignments):
+            for rows in pool.map(self.api.submissions, self.ledger.assignments):
                 s.submissions.update({r["id"]: r for r in rows})
-        s.summary = self.api.get("analytics", "/analytics/summary")
+        s.summary = self.api.summary()
         s.mail = read_mail(self.stack)
         s.depths = self.depths()
         return s
@@ -93,23 +92,29 @@ class Observer:
         queues empty, or the deadline (False: the checks then say what is missing)."""
         started = last_change = time.monotonic()
         seen: tuple[Any, ...] = ()
-        while True:
+
+        def done() -> str | None:  # "complete", "quiet", or None to poll again
+            nonlocal seen, last_change
             s = self.poll()
             if self.complete():
-                say(f"{what}: settled after {time.monotonic() - started:.0f} s")
-                return True
+                return "complete"
             now, mark = time.monotonic(), self._fingerprint()
             if mark != seen:
                 seen, last_change = mark, now
                 say(f"{what}: waiting ({self._describe()})")
             mains_empty = not any(n for q, n in s.depths.items() if "-dlq" not in q)
-            if mains_empty and now - last_change > quiet:
-                say(f"{what}: nothing moved for {quiet:.0f} s; checking what is there")
-                return False
-            if now - started > timeout:
-                say(f"{what}: not settled after {timeout:.0f} s; checking what is there")
-                return False
-            time.sleep(2)
+            return "quiet" if mains_empty and now - last_change > quiet else None
+
+        try:
+            outcome = until(done, timeout, f"{what}: settled", every=2)
+        except TimeoutError:
+            say(f"{what}: not settled after {timeout:.0f} s; checking what is there")
+            return False
+        if outcome == "quiet":
+            say(f"{what}: nothing moved for {quiet:.0f} s; checking what is there")
+            return False
+        say(f"{what}: settled after {time.monotonic() - started:.0f} s")
+        return True
 
     def _fingerprint(self) -> tuple[Any, ...]:
         s = self.state

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from deploy.local.chaos import say
 from deploy.local.chaos.checks import Checks
 from deploy.local.chaos.client import Api
 from deploy.local.chaos.config import ChaosConfig
@@ -19,7 +20,6 @@ from deploy.local.chaos.observe import DeadLetter, Observer, dead_letters
 from deploy.local.chaos.report import Report
 from deploy.local.chaos.stack import Stack
 from deploy.local.chaos.tap import Tap
-from deploy.local.chaos.wait import say
 from deploy.local.chaos.workload import Workload
 from shared import aws
 from shared.cli import dlq_redrive

@@ -19,8 +19,9 @@ import requests
 from sqlalchemy.engine import URL
 
 from deploy.local import localstack
+from deploy.local.chaos import say
 from deploy.local.chaos.config import ChaosConfig
-from deploy.local.chaos.wait import say, until
+from deploy.local.wait import until
 from shared import aws, db
 from shared.provision import Provisioner, QueueRef, Report
 from shared.settings import ROOT, SERVICES, Settings

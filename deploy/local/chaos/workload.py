@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from deploy.local.chaos.client import Api
 from deploy.local.chaos.ledger import JANE, Enrollment, Ledger, Submission
+from deploy.local.client import ProblemError
+from deploy.local.wait import until
 
 TOKENS = ("tok_ok", "tok_declined", "tok_flaky_1", "tok_flaky_2")
 WEIGHTS = (70, 12, 10, 8)
@@ -62,32 +64,22 @@ class Workload:
             self.ledger.assignments.append(self._assignment())
 
     def _student(self) -> str:
-        tag = uuid.uuid4().hex[:10]
-        body = self._created("enrollment", "/students", {"name": f"Chaos {tag}",
-                                                         "email": f"c{tag}@example.com"})
+        body = self.api.new_student("Chaos")
         self.ledger.students[body["id"]] = body["email"]
         return str(body["id"])
 
     def _course(self, capacity: int, price: int, full: bool = False) -> str:
-        body = self._created("enrollment", "/courses", {"title": "Chaos engineering",
-                             "price_cents": price, "currency": "USD", "capacity": capacity})
+        body = self.api.create_course("Chaos engineering", capacity, price)
         self.ledger.courses[body["id"]] = price
         if full:
             self.ledger.full_courses.add(body["id"])
         return str(body["id"])
 
     def _assignment(self) -> str:
-        body = self._created("assignment", "/assignments", {
-            "course_id": self.rng.choice(self.course_ids), "title": "An essay on queues",
-            "max_score": 100, "keywords": self.keywords})
+        body = self.api.create_assignment(
+            course_id=self.rng.choice(self.course_ids), title="An essay on queues",
+            max_score=100, keywords=self.keywords)
         return str(body["id"])
-
-    def _created(self, service: str, path: str, body: dict[str, object]) -> dict[str, str]:
-        reply = self.api.post(service, path, body)
-        if reply.status_code != 201:
-            raise RuntimeError(f"POST {path}: {reply.status_code} {reply.text[:300]}")
-        created: dict[str, str] = reply.json()
-        return created
 
     # --- the drive -------------------------------------------------------------------------
 
@@ -141,7 +133,7 @@ class Workload:
         time.sleep(max(0.0, not_before - time.monotonic()))
         try:
             op()
-        except RuntimeError as exc:  # an API that never answered: counted, the run goes on
+        except (RuntimeError, ProblemError) as exc:  # counted, the run goes on
             self.ledger.answered(f"request failed: {str(exc)[:80]}")
         self.progress.tick()
 
@@ -149,14 +141,13 @@ class Workload:
         return lambda: self._enroll(student, course, token, cancel)
 
     def _enroll(self, student: str, course: str, token: str, cancel: bool) -> None:
-        reply = self.api.post("enrollment", "/enrollments", {
-            "student_id": student, "course_id": course, "payment_token": token},
-            key=uuid.uuid4().hex)
-        if reply.status_code == 202:
-            self.ledger.enrolled(Enrollment(reply.json()["id"], student, course, token, cancel))
+        try:
+            body = self.api.enroll(student, course, token, key=uuid.uuid4().hex)
+        except ProblemError as exc:
+            why = "expected" if course in self.ledger.full_courses else "unexpected"
+            self.ledger.answered(f"POST /enrollments {exc.status} {why}")
             return
-        why = "expected" if course in self.ledger.full_courses else "unexpected"
-        self.ledger.answered(f"POST /enrollments {reply.status_code} {why}")
+        self.ledger.enrolled(Enrollment(body["id"], student, course, token, cancel))
 
     def _flaky_chain_op(self, student: str) -> Op:
         courses = self.rng.sample(self.course_ids, 3)
@@ -173,22 +164,24 @@ class Workload:
 
     def _cancel(self, enrollment: Enrollment, timeout: float = 120) -> None:
         """Wait until the enrollment is active, then cancel it (only active ones can be)."""
-        deadline = time.monotonic() + timeout
-        while self._status(enrollment.id) != "active":
-            if time.monotonic() > deadline:
-                self.ledger.answered("cancel skipped: never active within the drive")
+        try:
+            until(lambda: self._status(enrollment.id) == "active", timeout,
+                  f"enrollment {enrollment.id} to be active", every=0.5)
+        except TimeoutError:
+            self.ledger.answered("cancel skipped: never active within the drive")
+            return
+        try:
+            self.api.cancel(enrollment.id)
+        except ProblemError as exc:
+            if exc.status != 409 or self._status(enrollment.id) not in (
+                    "cancelling", "cancelled"):  # a 409 after a retried 202 is a 202
+                self.ledger.answered(f"POST /cancel {exc.status} unexpected")
                 return
-            time.sleep(0.5)
-        reply = self.api.post("enrollment", f"/enrollments/{enrollment.id}/cancel")
-        if reply.status_code == 202 or (reply.status_code == 409 and self._status(
-                enrollment.id) in ("cancelling", "cancelled")):  # a retried 202
-            enrollment.cancelled = True
-            self.ledger.answered("POST /cancel 202")
-        else:
-            self.ledger.answered(f"POST /cancel {reply.status_code} unexpected")
+        enrollment.cancelled = True
+        self.ledger.answered("POST /cancel 202")
 
     def _status(self, enrollment_id: str) -> str:
-        return str(self.api.get("enrollment", f"/enrollments/{enrollment_id}")["status"])
+        return str(self.api.enrollment(enrollment_id)["status"])
 
     def _chain_op(self, assignment: str, student: str, versions: int) -> Op:
         sizes = [ESSAY_BYTES if self.rng.random() < 0.1 else self.rng.randint(500, 5000)
@@ -222,17 +215,14 @@ class Workload:
 
     def _submit(self, assignment: str, student: str, size: int, seed: float) -> None:
         content = essay(random.Random(f"{seed}:{student}:{size}"), self.keywords, size)
-        key = uuid.uuid4().hex
-        for _ in range(5):  # 409: another version by the same student was stored at once
-            reply = self.api.post("assignment", f"/assignments/{assignment}/submissions",
-                                  {"student_id": student, "content": content}, key=key)
-            if reply.status_code != 409:
+        for attempt in range(5):  # 409: another version by the same student was stored at once
+            try:
+                body = self.api.submit(assignment, student, content, key=uuid.uuid4().hex)
                 break
-            key = uuid.uuid4().hex
-        if reply.status_code != 202:
-            self.ledger.answered(f"POST /submissions {reply.status_code} unexpected")
-            return
-        body = reply.json()
+            except ProblemError as exc:
+                if exc.status != 409 or attempt == 4:
+                    self.ledger.answered(f"POST /submissions {exc.status} unexpected")
+                    return
         self.ledger.submitted(Submission(body["id"], assignment, student, body["version"],
                                          len(content.encode())))
 
