@@ -87,6 +87,14 @@ def sts_beside(client: Any) -> Any:
                           config=client.meta.config)
 
 
+def sts_absent(exc: BotoCoreError | ClientError) -> bool:
+    """Whether STS is simply not served where the client points: no endpoint answers, or the
+    endpoint does not implement it (HTTP 501: LocalStack without `sts` in SERVICES)."""
+    if isinstance(exc, BotoCoreError):
+        return True
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) == 501
+
+
 def topic_arn(identity: dict[str, Any], region: str, name: str) -> str:
     """`arn:<partition>:sns:<region>:<account>:<name>` from an STS GetCallerIdentity answer (its
     `Arn` gives the partition, `Account` the account)."""
@@ -145,9 +153,15 @@ class Publisher:
         try:
             identity = sts.get_caller_identity()
         except (BotoCoreError, ClientError) as exc:
-            log.info("no STS (%s): looking topic %s up by name", type(exc).__name__, name)
+            if not sts_absent(exc):
+                raise  # throttled, expired credentials...: the relay backs off and asks again
+            log.warning("STS is not there (%s): looking topic %s up by name", exc, name)
             return self._listed_topic(name)
-        return topic_arn(identity, self.sns.meta.region_name, name)
+        try:
+            return topic_arn(identity, self.sns.meta.region_name, name)
+        except ValueError as exc:  # a ClientError, so the relay backs off and says why
+            raise ClientError({"Error": {"Code": "InvalidCallerIdentity", "Message": str(exc)}},
+                              "GetCallerIdentity") from exc
 
     def _listed_topic(self, name: str) -> str:
         for page in self.sns.get_paginator("list_topics").paginate():

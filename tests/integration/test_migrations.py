@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +112,18 @@ def test_the_json_revision_keeps_the_rows_it_converts(service: str, table: str, 
         with engine.connect() as conn:
             stored = conn.execute(text(f"SELECT {column} FROM {table}")).scalar_one()
     assert isinstance(stored, str) and json.loads(stored) == value
+
+
+def test_a_new_revision_is_written_from_the_platform_s_template(tmp_path: Path) -> None:
+    """`alembic revision` for a service: the one env.py and script.py.mako (shared/alembic_env)
+    write a revision that follows the service's head."""
+    cfg = db.alembic_config("payment", f"sqlite:///{tmp_path / 'payment.db'}")
+    versions = cfg.get_main_option("version_locations")
+    cfg.set_main_option("version_locations", f"{versions}{os.pathsep}{tmp_path}")
+    script = command.revision(cfg, message="a new table", rev_id="payment_9999",
+                              version_path=str(tmp_path))
+    assert script is not None and not isinstance(script, list)
+    written = (tmp_path / "payment_9999_a_new_table.py").read_text()
+    assert 'revision = \'payment_9999\'' in written
+    assert "down_revision = 'payment_0003'" in written
+    assert "def upgrade() -> None:" in written

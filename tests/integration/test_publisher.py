@@ -4,16 +4,21 @@ not exist is refused clearly and stays missing."""
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
+from deploy.local import localstack
+from deploy.local.localstack import free_port
 from shared import aws, db
 from shared.outbox import Outbox, Relay
-from shared.publisher import Publisher, error_code
+from shared.publisher import Publisher, error_code, sts_absent
 from shared.topology import physical
 from tests.support import probe
 from tests.support.messages import bodies, ping, receive_all
@@ -73,3 +78,39 @@ def test_a_missing_topic_is_refused_clearly_and_not_created(sqs, sns, probe_stac
     assert error_code(caught.value) == "NotFound"  # not the rows' fault: the relay backs off
     assert f"{publisher.target(TOPIC)} does not exist" in str(caught.value)
     assert physical(gone, TOPIC) not in topic_names(sns)
+
+
+@pytest.fixture(scope="module")
+def sqs_and_sns_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A LocalStack started as DESIGN section 8 says, `SERVICES=sqs,sns`: no STS."""
+    if os.environ.get("STACK") == "containers":
+        from tests.support.containers import localstack_container
+        with localstack_container("sqs", "sns") as url:
+            yield url
+        return
+    url = f"http://127.0.0.1:{free_port()}"
+    state = tmp_path_factory.mktemp("localstack-no-sts")
+    proc = localstack.start(url, state, state / "localstack.log", services=("sqs", "sns"))
+    try:
+        localstack.wait_healthy(url, proc, timeout=120)
+        yield url
+    finally:
+        localstack.stop_group(proc.pid)
+
+
+def test_without_sts_the_topic_is_found_by_name(sqs_and_sns_only: str) -> None:
+    """Its real refusal of STS is told apart from a denial, and the publisher finds the topic by
+    name; one that does not exist is still not created."""
+    kwargs: dict[str, Any] = {"endpoint_url": sqs_and_sns_only, "region_name": "us-east-1",
+                              "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    sns, sts = boto3.client("sns", **kwargs), boto3.client("sts", **kwargs)
+    with pytest.raises(ClientError) as refused:
+        sts.get_caller_identity()
+    assert sts_absent(refused.value)
+    env = "nosts"
+    arn = sns.create_topic(Name=physical(env, TOPIC))["TopicArn"]  # as provisioning would
+    assert Publisher(None, NoCreateTopic(sns), TOPOLOGY, env, sts=sts).target(TOPIC) == arn
+    with pytest.raises(ClientError) as missing:
+        Publisher(None, NoCreateTopic(sns), TOPOLOGY, "other", sts=sts).target(TOPIC)
+    assert error_code(missing.value) == "NotFound"
+    assert physical("other", TOPIC) not in topic_names(sns)

@@ -129,8 +129,8 @@ class NoSts:
 
     def get_caller_identity(self) -> dict[str, str]:
         raise ClientError({"Error": {"Code": "InternalFailure",
-                                     "Message": "Service 'sts' is not enabled"}},
-                          "GetCallerIdentity")
+                                     "Message": "Service 'sts' is not enabled"},
+                           "ResponseMetadata": {"HTTPStatusCode": 501}}, "GetCallerIdentity")
 
 
 class ListingSns(FakeSns):
@@ -157,3 +157,24 @@ def test_without_sts_a_missing_topic_is_not_found_and_not_created() -> None:
         publisher.target(TOPIC)
     assert error_code(caught.value) == "NotFound"
     assert "school provision" in str(caught.value)
+
+
+class ThrottledSts:
+    def get_caller_identity(self) -> dict[str, str]:
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "GetCallerIdentity")
+
+
+def test_a_refusal_by_sts_is_raised_not_hidden_behind_list_topics() -> None:
+    publisher = Publisher(None, ListingSns([f"prod-{TOPIC}"]), TOPOLOGY, "prod",
+                          sts=ThrottledSts())
+    with pytest.raises(ClientError) as caught:
+        publisher.target(TOPIC)
+    assert error_code(caught.value) == "Throttling"
+
+
+def test_an_identity_without_an_account_is_a_client_error_the_relay_backs_off_on() -> None:
+    publisher = Publisher(None, FakeSns(), TOPOLOGY, "prod", sts=FakeSts({"Arn": "arn:aws:x"}))
+    with pytest.raises(ClientError) as caught:
+        publisher.target(TOPIC)
+    assert error_code(caught.value) == "InvalidCallerIdentity"
