@@ -68,7 +68,7 @@ def worker(name: str, settings: Settings | None = None) -> int:
         consumer = runtime.consumer(dispatcher)
     relay = runtime.relay() if service.outbox is not None else None
     jobs = {job_name: build(runtime) for job_name, build in service.jobs.items()}
-    return serve(runtime, consumer, relay, jobs | housekeeping(service, runtime))
+    return serve(runtime, consumer, relay, jobs, housekeeping(service, runtime))
 
 
 def migrate(name: str, url: str) -> None:
@@ -109,12 +109,13 @@ def housekeeping(service: Service, runtime: Runtime) -> dict[str, Callable[[thre
 
 
 def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
-          jobs: dict[str, Callable[[threading.Event], None]]) -> int:
+          jobs: dict[str, Callable[[threading.Event], None]],
+          chores: dict[str, Callable[[threading.Event], None]] | None = None) -> int:
     """Run a worker process until SIGTERM or SIGINT; exit 0 within the shutdown deadline.
 
-    The relay and each job run in a thread of their own as `job(stop)`; the consumer runs in
-    this one. Threads whose name ends in `-purge` or `-report` are housekeeping: daemons, not
-    waited for.
+    The relay, each job and each chore run in a thread of their own as `job(stop)`; the
+    consumer runs in this one. Jobs are joined at shutdown; chores (housekeeping: purges and
+    reports) are daemons, not waited for.
     """
     stop = threading.Event()
 
@@ -124,13 +125,13 @@ def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, request_stop)
-    loops = dict(jobs)
+    jobs, chores = dict(jobs), dict(chores or {})
     if relay is not None:
-        loops["relay"] = lambda stop: relay.run(stop, runtime.settings.relay_interval)
-        loops["outbox-purge"] = _every(HOUR, relay.purge)
-        loops["outbox-dead-report"] = _every(60, relay.report_dead_rows)
-    threads = [threading.Thread(target=loop, name=name, args=(stop,),
-                                daemon=name.endswith(("-purge", "-report")))
+        jobs["relay"] = lambda stop: relay.run(stop, runtime.settings.relay_interval)
+        chores["outbox-purge"] = _every(HOUR, relay.purge)
+        chores["outbox-dead-report"] = _every(60, relay.report_dead_rows)
+    threads = [threading.Thread(target=loop, name=name, args=(stop,), daemon=daemon)
+               for daemon, loops in ((False, jobs), (True, chores))
                for name, loop in loops.items()]
     for thread in threads:
         thread.start()
