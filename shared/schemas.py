@@ -11,7 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow_sqlalchemy import ModelConverter, SQLAlchemyAutoSchema
 
 from shared.db import utc
 
@@ -95,3 +97,18 @@ class HealthSchema(Schema):
 class ReadySchema(Schema):
     status = fields.String(required=True)
     checks = fields.List(fields.String(), required=True)
+
+
+class _Converter(ModelConverter):
+    SQLA_TYPE_MAPPING = {**ModelConverter.SQLA_TYPE_MAPPING, sa.DateTime: UtcDateTime}
+
+
+class RowOut(SQLAlchemyAutoSchema):
+    """A response body that is a row of one of the service's tables: each field's type and
+    nullability come from its column (marshmallow-sqlalchemy), so they are written once, in
+    tables.py. A subclass names the table in `Meta.table`, leaves out what a client must not see
+    with `Meta.exclude`, and declares only the fields that are not a column as it is."""
+
+    class Meta:
+        include_fk = True
+        model_converter = _Converter

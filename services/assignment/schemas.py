@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.schemas import Instant, Name, Ref, Text, UtcDateTime
+from services.assignment.tables import assignments, submissions
+from shared.schemas import Instant, Name, Ref, RowOut, Text
 
 MAX_CONTENT_BYTES = 100 * 1024
 
@@ -19,14 +20,11 @@ class AssignmentIn(Schema):
     due_at = Instant(load_default=None, allow_none=True)
 
 
-class AssignmentOut(Schema):
-    id = fields.String()
-    course_id = fields.String()
-    title = fields.String()
-    max_score = fields.Integer()
-    keywords = fields.List(fields.String())
-    due_at = UtcDateTime(allow_none=True)
-    created_at = UtcDateTime()
+class AssignmentOut(RowOut):
+    class Meta(RowOut.Meta):
+        table = assignments
+
+    keywords = fields.List(fields.String())  # a JSON column: its type is ours to say
 
 
 class SubmissionIn(Schema):
@@ -40,15 +38,10 @@ class SubmissionAccepted(Schema):
     status = fields.String()
 
 
-class SubmissionOut(Schema):
-    id = fields.String()
-    student_id = fields.String()
-    version = fields.Integer()
-    status = fields.String()
-    score = fields.Float(allow_none=True)
-    plagiarism_score = fields.Float(allow_none=True)
-    flagged = fields.Boolean(allow_none=True)
-    graded_at = UtcDateTime(allow_none=True)
+class SubmissionOut(RowOut):
+    class Meta(RowOut.Meta):
+        table = submissions
+        exclude = ("assignment_id", "content", "received_at")
 
 
 class SubmissionQuery(Schema):

@@ -3,6 +3,7 @@ refusal is a domain error (shared.errors), which the web layer turns into proble
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,11 +37,18 @@ def create_course(session: Session, producer: Producer, correlation_id: str,
     return row
 
 
-def get(session: Session, table: Any, record_id: str, what: str) -> Any:
-    row = session.execute(select(table).where(table.c.id == record_id)).first()
-    if row is None:
-        raise NotFound(f"No {what} with id {record_id!r}.")
-    return row
+def _getter(table: Any, what: str) -> Callable[[Session, str], Any]:
+    def get(session: Session, record_id: str) -> Any:
+        row = session.execute(select(table).where(table.c.id == record_id)).first()
+        if row is None:
+            raise NotFound(f"No {what} with id {record_id!r}.")
+        return row
+    return get
+
+
+get_student = _getter(students, "student")
+get_course = _getter(courses, "course")
+get_enrollment = _getter(enrollments, "enrollment")
 
 
 def list_enrollments(session: Session, student_id: str) -> list[Any]:
@@ -88,8 +96,8 @@ def _explain_refusal(session: Session, student_id: str, course_id: str) -> Any:
     """The checks of `_TAKE_SEAT` one by one, to raise the problem that applies. On PostgreSQL a
     concurrent commit may have changed the answer since, so when every check passes the seat is
     taken here, by the same guarded update as before: the request then goes on."""
-    get(session, students, student_id, "student")
-    course = get(session, courses, course_id, "course")
+    get_student(session, student_id)
+    course = get_course(session, course_id)
     holding = session.execute(select(enrollments.c.id).where(
         enrollments.c.student_id == student_id, enrollments.c.course_id == course_id,
         enrollments.c.status.in_(HOLDING))).first()
@@ -108,7 +116,7 @@ def _explain_refusal(session: Session, student_id: str, course_id: str) -> Any:
 def cancel(session: Session, producer: Producer, correlation_id: str,
            enrollment_id: str) -> dict[str, Any]:
     """Start a refund of an active enrollment (saga, cancellation)."""
-    row = get(session, enrollments, enrollment_id, "enrollment")
+    row = get_enrollment(session, enrollment_id)
     state = domain.next_state(row.status, "cancel")
     changed = session.execute(update(enrollments).where(
         enrollments.c.id == enrollment_id, enrollments.c.status == row.status

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.schemas import Name, Ref, Text, UtcDateTime
+from services.enrollment.tables import courses, enrollments, students
+from shared.schemas import Name, Ref, RowOut, Text
 
 
 class StudentIn(Schema):
@@ -12,11 +13,9 @@ class StudentIn(Schema):
     email = fields.Email(required=True, validate=validate.Length(max=320))
 
 
-class StudentOut(Schema):
-    id = fields.String()
-    name = fields.String()
-    email = fields.String()
-    created_at = UtcDateTime()
+class StudentOut(RowOut):
+    class Meta(RowOut.Meta):
+        table = students
 
 
 class CourseIn(Schema):
@@ -30,14 +29,9 @@ class CourseIn(Schema):
                               validate=validate.Range(min=1, max=100_000))
 
 
-class CourseOut(Schema):
-    id = fields.String()
-    title = fields.String()
-    price_cents = fields.Integer()
-    currency = fields.String()
-    capacity = fields.Integer()
-    seats_taken = fields.Integer()
-    created_at = UtcDateTime()
+class CourseOut(RowOut):
+    class Meta(RowOut.Meta):
+        table = courses
 
 
 class EnrollmentIn(Schema):
@@ -51,15 +45,10 @@ class EnrollmentAccepted(Schema):
     status = fields.String()
 
 
-class EnrollmentOut(Schema):
-    id = fields.String()
-    student_id = fields.String()
-    course_id = fields.String()
-    status = fields.String()
-    cancel_reason = fields.String(allow_none=True)
-    refunded = fields.Boolean()
-    created_at = UtcDateTime()
-    updated_at = UtcDateTime()
+class EnrollmentOut(RowOut):
+    class Meta(RowOut.Meta):
+        table = enrollments
+        exclude = ("amount_cents", "currency")  # the price it was requested at is in CourseOut
 
 
 class EnrollmentQuery(Schema):

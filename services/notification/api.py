@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from services.notification import commands
 from services.notification.schemas import NotificationOut, NotificationQuery
+from shared.routes import read
 from shared.runtime import Runtime
 
 
@@ -19,7 +20,6 @@ def routes(rt: Runtime) -> list[Blueprint]:
     @blp.response(200, NotificationOut(many=True))
     def list_notifications(query: dict[str, str]) -> Any:
         """A student's notifications, oldest first; `to` is known once their contact arrived."""
-        with rt.sessions() as session:
-            return commands.list_notifications(session, query["student_id"])
+        return read(rt, commands.list_notifications, query["student_id"])
 
     return [blp]

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from services.payment import commands
 from services.payment.schemas import PaymentOut, PaymentQuery
+from shared.routes import read
 from shared.runtime import Runtime
 
 
@@ -18,13 +19,11 @@ def routes(rt: Runtime) -> list[Blueprint]:
     @blp.arguments(PaymentQuery(), location="query")
     @blp.response(200, PaymentOut(many=True))
     def list_payments(query: dict[str, str]) -> Any:
-        with rt.sessions() as session:
-            return commands.list_payments(session, rt.resources, query["enrollment_id"])
+        return read(rt, commands.list_payments, rt.resources, query["enrollment_id"])
 
     @blp.route("/payments/<id:payment_id>")
     @blp.response(200, PaymentOut)
     def get_payment(payment_id: str) -> Any:
-        with rt.sessions() as session:
-            return commands.get_payment(session, rt.resources, payment_id)
+        return read(rt, commands.get_payment, rt.resources, payment_id)
 
     return [blp]

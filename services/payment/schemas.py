@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from shared.schemas import Ref
+from services.payment.tables import payments
+from shared.schemas import Ref, RowOut
 
 
-class PaymentOut(Schema):
-    id = fields.String()
-    enrollment_id = fields.String()
-    student_id = fields.String()
-    amount_cents = fields.Integer()
-    currency = fields.String()
-    status = fields.String()
-    failure_reason = fields.String(allow_none=True)
-    gateway_attempts = fields.Integer()
+class PaymentOut(RowOut):
+    class Meta(RowOut.Meta):
+        table = payments
+        exclude = ("created_at", "updated_at")
+
+    gateway_attempts = fields.Integer()  # from the gateway's own table
 
 
 class PaymentQuery(Schema):

@@ -69,7 +69,7 @@ def test_registering_a_student_stores_them_and_emits_student_registered(
         engine: Engine, producer: FakeProducer) -> None:
     student_id = student(engine, producer, "Grace")
     with transaction(engine) as session:
-        row = commands.get(session, SERVICE.table("students"), student_id, "student")
+        row = commands.get_student(session, student_id)
     assert (row.name, row.email) == ("Grace", "grace@example.com")
     registered = producer.only("student.registered")
     assert registered.data == {"student_id": student_id, "name": "Grace",
