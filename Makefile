@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 LSVENV := .venv-localstack
+SCANVENV := .venv-scan
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Some machines' pip configuration names local mirrors that may be absent; pip warns about each
@@ -26,17 +27,26 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 	@echo "[venv] $(VENV) ready"
 
+# A tool's environment of its own, from its locked requirements: $(call side_venv,DIR,WHAT)
+define side_venv
+@echo "[venv] creating $(1) for $(2), with its own pins..."
+@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+@$(1)/bin/pip install --progress-bar off -q --upgrade pip $(QUIET_PIP)
+@$(1)/bin/pip install --progress-bar off -q -r $< $(QUIET_PIP)
+@touch $@
+@echo "[venv] $(1) ready"
+endef
+
 $(LSVENV)/.installed: deploy/local/localstack-requirements.txt
-	@echo "[venv] creating $(LSVENV) for LocalStack, with its own pins (a few minutes)..."
-	@test -x $(LSVENV)/bin/python || $(PYTHON) -m venv $(LSVENV)
-	@$(LSVENV)/bin/pip install --progress-bar off -q --upgrade pip $(QUIET_PIP)
-	@$(LSVENV)/bin/pip install --progress-bar off -q -r deploy/local/localstack-requirements.txt $(QUIET_PIP)
-	@touch $@
-	@echo "[venv] $(LSVENV) ready"
+	$(call side_venv,$(LSVENV),LocalStack (a few minutes))
 
-venv: $(BIN)/.installed $(LSVENV)/.installed ## create both virtual environments (done by up and test)
+$(SCANVENV)/.installed: deploy/aws/scan-requirements.txt
+	$(call side_venv,$(SCANVENV),the infrastructure scanner (checkov))
 
-up: venv ## run the whole stack in the foreground: LocalStack, topology, databases, Procfile
+STACK_VENVS := $(BIN)/.installed $(LSVENV)/.installed
+venv: $(STACK_VENVS) $(SCANVENV)/.installed ## create the three virtual environments (test does it when needed)
+
+up: $(STACK_VENVS) ## run the whole stack in the foreground: LocalStack, topology, databases, Procfile
 	@$(BIN)/python -m deploy.local.up
 
 down: ## stop anything a `make up` left running
@@ -63,10 +73,10 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	@$(BIN)/pip install --progress-bar off -q -e '.[test,bench]' $(QUIET_PIP)
 	@touch $@
 
-bench: venv $(BIN)/.bench-installed ## consumers vs raw SQS, calls per hop, API latency (~10 min); BENCH_ARGS, DB=postgres
+bench: $(STACK_VENVS) $(BIN)/.bench-installed ## consumers vs raw SQS, calls per hop, API latency (~10 min); BENCH_ARGS, DB=postgres
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
-chaos: venv ## fault-injection run on a stack of its own; CHAOS_EVENTS, CHAOS_SEED, DB=postgres
+chaos: $(STACK_VENVS) ## fault-injection run on a stack of its own; CHAOS_EVENTS, CHAOS_SEED, DB=postgres
 	@$(BIN)/python -m deploy.local.chaos
 
 lint: $(BIN)/.installed ## ruff on everything
@@ -104,5 +114,5 @@ define cdk
 @$(CDK) $(1) --app cdk.out School-$(DEPLOY_ENV)-$(SERVICE) --exclusively $(CDK_ARGS)
 endef
 
-clean: ## remove var/ (databases, mail, logs), cdk.out/ and both virtual environments
-	rm -rf var cdk.out $(VENV) $(LSVENV)
+clean: ## remove var/ (databases, mail, logs), cdk.out/ and the virtual environments
+	rm -rf var cdk.out $(VENV) $(LSVENV) $(SCANVENV)

@@ -73,6 +73,11 @@ def queue_attributes(spec: QueueSpec, dlq_arn: str, topic_arn: str, queue_arn: s
     return attrs
 
 
+def redrive_allow_policy(source_arn: str) -> dict[str, Any]:
+    """A DLQ admits its own source queue only (AWS's RedriveAllowPolicy, as the CDK sets it)."""
+    return {"redrivePermission": "byQueue", "sourceQueueArns": [source_arn]}
+
+
 def topic_send_policy(queue_arn: str, topic_arn: str) -> dict[str, Any]:
     """Lets the topic, and only the topic, deliver to a subscribed queue."""
     return {"Version": "2012-10-17", "Statement": [{
@@ -91,7 +96,7 @@ def filter_policy(spec: QueueSpec) -> str | None:
 def _same(key: str, want: str, have: str | None) -> bool:
     if have is None:
         return False
-    if key in ("RedrivePolicy", "Policy"):
+    if key in ("RedrivePolicy", "RedriveAllowPolicy", "Policy"):
         return _normalise(json.loads(want)) == _normalise(json.loads(have))
     return want == have
 
@@ -127,6 +132,8 @@ class Provisioner:
                            else {}, report)
         arn = self._arn(url)
         self._converge(url, queue_attributes(spec, dlq_arn, report.topic_arn, arn), report)
+        self._converge(dlq_url, {"RedriveAllowPolicy": json.dumps(redrive_allow_policy(arn))},
+                       report)
         return QueueRef(spec, url, arn, dlq_url, dlq_arn)
 
     def _ensure(self, name: str, attrs: dict[str, str], report: Report) -> str:
@@ -145,6 +152,9 @@ class Provisioner:
         have = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         diff = {k: v for k, v in want.items()
                 if k != "FifoQueue" and not _same(k, v, have.get(k))}
+        if have.get("KmsMasterKeyId"):
+            # Encrypted with a KMS key (as the AWS stacks do): never replaced by SSE-SQS.
+            diff.pop("SqsManagedSseEnabled", None)
         if diff:
             self.sqs.set_queue_attributes(QueueUrl=url, Attributes=diff)
             name = url.rsplit("/", 1)[-1]

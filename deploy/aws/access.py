@@ -21,6 +21,11 @@ SEND = ("sqs:SendMessage", "sqs:GetQueueUrl")
 # from STS GetCallerIdentity, which needs no permission (shared/publisher.py, Publisher.topic_arn),
 # so no task role may create topics (issue 14).
 PUBLISH = ("sns:Publish",)
+# The topic and the queues are encrypted with the messaging stack's KMS key (SSE-KMS). SQS and SNS
+# call KMS as the caller: whoever sends or publishes needs a data key, and whoever receives
+# needs it decrypted.
+KMS_SEND = ("kms:GenerateDataKey", "kms:Decrypt")
+KMS_RECEIVE = ("kms:Decrypt",)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,12 @@ class Access:
     dead_letters: tuple[str, ...]  # logical DLQ names it sends poison messages to
     sends: tuple[str, ...]  # logical queue names it sends to directly
     publishes: bool  # whether it publishes to the topic
+
+    @property
+    def kms(self) -> tuple[str, ...]:
+        """The KMS actions on the messaging key that its queue and topic actions need."""
+        sending = bool(self.dead_letters or self.sends or self.publishes)
+        return KMS_SEND if sending else KMS_RECEIVE if self.consumes else ()
 
 
 def access(service: str, topology: Topology = TOPOLOGY) -> Access:

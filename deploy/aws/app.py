@@ -42,6 +42,7 @@ def build(env_name: str = "prod", smtp: tuple[str, int] = ("smtp.internal", 25),
     Tags.of(app).add("school-env", env_name)
     platform = PlatformStack(app, stack_name(env_name, "platform"), env_name=env_name)
     messaging = MessagingStack(app, stack_name(env_name, "messaging"), env_name=env_name)
+    messaging.add_stack_dependency(platform)  # its queue policies name the platform's SQS endpoint
     for service in SERVICES:
         ServiceStack(app, stack_name(env_name, service), env_name=env_name, service=service,
                      platform=platform, messaging=messaging, smtp=smtp)

@@ -1,23 +1,50 @@
-"""The platform stack: the network and the ECS cluster every service stack runs in."""
+"""The platform stack: the network, the ECS cluster every service stack runs in, the VPC
+endpoints through which the tasks reach AWS, and the audit trail (deploy/aws/audit.py)."""
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
+
+from deploy.aws.audit import Audit
+from deploy.aws.messaging import sqs_endpoint_export
+
+_AWS = ec2.InterfaceVpcEndpointAwsService
+# What a task in a private subnet calls: its queues, the topic, STS (the relay builds the topic's
+# ARN from GetCallerIdentity), its logs, its database secret, its image (ECR's API and registry;
+# the layers come from S3, through the gateway endpoint), and the X-Ray and CloudWatch metric
+# paths of the tracing sidecar.
+INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
+    "Sqs": _AWS.SQS, "Sns": _AWS.SNS, "Sts": _AWS.STS, "Logs": _AWS.CLOUDWATCH_LOGS,
+    "SecretsManager": _AWS.SECRETS_MANAGER, "EcrApi": _AWS.ECR, "EcrDocker": _AWS.ECR_DOCKER,
+    "XRay": _AWS.XRAY, "Monitoring": _AWS.CLOUDWATCH_MONITORING,
+}
 
 
 class PlatformStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, env_name: str, **kwargs: object
                  ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
-        # Two AZs, public subnets for the load balancers, private ones (through one NAT gateway,
-        # the cheap choice for a reference system) for the tasks and the databases.
+        # Two AZs, public subnets for the load balancers, private ones for the tasks and the
+        # databases. The tasks reach AWS through the endpoints below; the one NAT gateway is
+        # left for traffic that leaves AWS (an SMTP relay or a payment provider outside the VPC).
         self.vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1, subnet_configuration=[
             ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC),
             ec2.SubnetConfiguration(name="private",
                                     subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)])
+        private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.endpoints = {
+            name: self.vpc.add_interface_endpoint(name, service=service, subnets=private,
+                                                  private_dns_enabled=True)
+            for name, service in INTERFACE_ENDPOINTS.items()}
+        self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3,
+                                      subnets=[private])
+        # The messaging stack's queue policies admit the task roles through this endpoint only.
+        CfnOutput(self, "SqsEndpoint", value=self.endpoints["Sqs"].vpc_endpoint_id,
+                  export_name=sqs_endpoint_export(env_name))
+        self.audit = Audit(self, "Audit", env_name=env_name)
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, cluster_name=f"school-{env_name}",
             container_insights_v2=ecs.ContainerInsights.ENABLED)

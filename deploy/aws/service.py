@@ -2,7 +2,8 @@
 
 It holds the service's API (Fargate behind a load balancer, health-checked on /healthz), its
 worker (Fargate, scaled on the backlog per task of the queue it consumes), one task role with
-exactly the SQS and SNS actions the topology gives the service, its own PostgreSQL (credentials
+exactly the SQS and SNS actions the topology gives the service and the KMS actions on the
+messaging key that those need, its own PostgreSQL (credentials
 generated into Secrets Manager), a migration container that must succeed before a new task's API
 or worker starts, and its logs.
 """
@@ -19,11 +20,13 @@ from aws_cdk import aws_ecs_patterns as patterns
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from deploy.aws.access import CONSUME, DEAD_LETTER, PUBLISH, SEND, Access, access
-from deploy.aws.messaging import MessagingStack
+from deploy.aws.messaging import MessagingStack, task_role_name
 from deploy.aws.platform import PlatformStack
+from deploy.aws.scan import skip
 from shared.settings import PORTS, ROOT
 from shared.topology import TOPOLOGY, physical
 
@@ -41,7 +44,8 @@ class ServiceStack(Stack):
         self.env_name, self.service = env_name, service
         self.add_stack_dependency(messaging)  # its queues must exist before its tasks start
         self.access = access(service)
-        self.role = iam.Role(self, "TaskRole",
+        self.key_arn = messaging.key.key_arn
+        self.role = iam.Role(self, "TaskRole", role_name=task_role_name(env_name, service),
                              assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                              description=f"{service}: only what the topology gives it")
         for statement in self.statements(self.access):
@@ -57,9 +61,26 @@ class ServiceStack(Stack):
                 "school", secret_name=f"school/{env_name}/{service}/database"),
             database_name=f"school_{service}", allocated_storage=20, storage_encrypted=True,
             backup_retention=Duration.days(7), removal_policy=RemovalPolicy.SNAPSHOT)
+        skip(self.database,
+             CKV_AWS_157="One instance in one zone: the cheap choice for a reference system; set "
+                         "multi_az=True for production (it doubles the database's cost).",
+             CKV_AWS_118="Enhanced monitoring adds a role and per-second OS metrics billed as "
+                         "logs; the basic RDS metrics in CloudWatch suffice here.",
+             CKV_AWS_161="The services log in with the password Secrets Manager generates and "
+                         "injects into the task; IAM authentication would need a token refresh "
+                         "in the connection pool.")
+        # The generated secret is a construct of the stack, beside the database.
+        for secret in self.node.find_all():
+            if isinstance(secret, secretsmanager.CfnSecret):
+                skip(secret, CKV_AWS_149="Encrypted with Secrets Manager's AWS-managed key; a "
+                                         "customer key would have to be granted to every "
+                                         "task's execution role.")
         self.logs = logs.LogGroup(self, "Logs", log_group_name=f"/school/{env_name}/{service}",
                                   retention=logs.RetentionDays.ONE_MONTH,
                                   removal_policy=RemovalPolicy.DESTROY)
+        skip(self.logs, CKV_AWS_158="CloudWatch Logs encrypts every log group at rest with its "
+                                    "own key; the lines carry ids and outcomes, no message "
+                                    "bodies, so a customer key adds cost, not protection.")
         # The build context is the repository; CDK applies its .dockerignore when staging it.
         image = ecs.ContainerImage.from_asset(
             str(ROOT), file="deploy/docker/Dockerfile", build_args={"SERVICE": service},
@@ -72,6 +93,19 @@ class ServiceStack(Stack):
             public_load_balancer=True, circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
             health_check_grace_period=Duration.seconds(60), min_healthy_percent=100)
         self.api.target_group.configure_health_check(path="/healthz", healthy_http_codes="200")
+        # Headers that are not valid HTTP never reach the service (request smuggling).
+        self.api.load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled",
+                                             "true")
+        no_domain = ("The reference deployment has no domain, so no certificate: the API is "
+                     "served on HTTP port 80. Give the pattern a certificate and a domain "
+                     "(protocol HTTPS, redirect_http) before real students use it.")
+        skip(self.api.listener, CKV_AWS_2=no_domain, CKV_AWS_103=no_domain)
+        for group in self.api.load_balancer.connections.security_groups:
+            skip(group, CKV_AWS_260="The public load balancer's listener: port 80 from anywhere "
+                                    "is its purpose (see the listener's HTTPS note).")
+        skip(self.api.load_balancer,
+             CKV_AWS_91="Access logs need a bucket of their own per service; each request's "
+                        "X-Correlation-ID is in the service's own JSON logs already.")
         self.database.connections.allow_default_port_from(self.api.service)
 
         self.worker = ecs.FargateService(
@@ -104,6 +138,10 @@ class ServiceStack(Stack):
             statements.append(iam.PolicyStatement(
                 sid="PublishToTopic", actions=list(PUBLISH),
                 resources=arns("sns", (TOPOLOGY.topic.name,))))
+        if needs.kms:
+            statements.append(iam.PolicyStatement(sid="UseTheMessagingKey",
+                                                  actions=list(needs.kms),
+                                                  resources=[self.key_arn]))
         return statements
 
     def container_environment(self, smtp: tuple[str, int]) -> dict[str, str]:

@@ -67,6 +67,8 @@ def start(endpoint: str, state_dir: Path, log_path: Path,
         "SQS_ENDPOINT_STRATEGY": "path",
         "SQS_DISABLE_CLOUDWATCH_METRICS": "1",
     }
+    if "kms" in services:  # LocalStack's KMS needs a Python 3.12 behaviour on 3.11
+        env["PYTHONPATH"] = str(Path(__file__).with_name("localstack_kms"))
     with log_path.open("ab") as log:
         return subprocess.Popen([str(VENV_PYTHON), "-m", "localstack.runtime.main"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,7 +1,13 @@
 """The synthesized messaging stack, deployed by CloudFormation: LocalStack's, on a LocalStack of
-its own with CloudFormation, CloudWatch and SSM besides SQS and SNS (the other stacks need ECS and
-RDS, which LocalStack's community edition does not have). What CloudFormation builds from the
-template must be what `make up` provisions from the topology, and must behave like it."""
+its own with CloudFormation, CloudWatch, SSM and KMS besides SQS and SNS (the other stacks need
+ECS and RDS, which LocalStack's community edition does not have). What CloudFormation builds from
+the template must be what `make up` provisions from the topology, and must behave like it.
+
+The template encrypts the topic and the queues with its KMS key (issue 15). LocalStack creates
+the key and the queues that name it, and the topic fans out to them; it does not encrypt with the
+key nor enforce the key policy, so the SNS grant that AWS needs for the fan-out is asserted in the
+template (tests/deploy/test_security.py), not here. The queue policies import the platform
+stack's SQS endpoint; a stand-in stack exports that name here, as the platform stack does."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
+from deploy.aws.messaging import DATA_KEY_REUSE_SECONDS, sqs_endpoint_export
 from deploy.local.localstack import free_port
 from shared.provision import Provisioner
 from shared.topology import TOPOLOGY, physical
@@ -21,7 +28,7 @@ from tests.deploy.conftest import ENV
 from tests.support.messages import wait_for
 
 pytestmark = pytest.mark.integration
-SERVICES = ("sqs", "sns", "cloudformation", "cloudwatch", "ssm")
+SERVICES = ("sqs", "sns", "cloudformation", "cloudwatch", "ssm", "kms")
 STACK = f"School-{ENV}-messaging"
 
 
@@ -56,21 +63,34 @@ def deployed(clients: dict[str, Any], assembly_dir: Path) -> dict[str, Any]:
     that every CDK template checks."""
     clients["ssm"].put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30",
                                  Type="String", Overwrite=True)
+    create(clients, ENDPOINT_STACK, json.dumps(ENDPOINT_EXPORT))
+    create(clients, STACK, (assembly_dir / f"{STACK}.template.json").read_text())
+    return clients
+
+
+# What the platform stack exports for the messaging stack: the SQS endpoint's id.
+ENDPOINT_STACK = f"School-{ENV}-endpoint-stand-in"
+ENDPOINT_EXPORT = {
+    "Resources": {"Marker": {"Type": "AWS::SSM::Parameter", "Properties": {
+        "Type": "String", "Value": "stands in for the platform stack's endpoint"}}},
+    "Outputs": {"SqsEndpoint": {"Value": "vpce-0123456789abcdef0",
+                                "Export": {"Name": sqs_endpoint_export(ENV)}}}}
+
+
+def create(clients: dict[str, Any], stack_name: str, body: str) -> None:
     cfn = clients["cloudformation"]
-    cfn.create_stack(StackName=STACK,
-                     TemplateBody=(assembly_dir / f"{STACK}.template.json").read_text())
+    cfn.create_stack(StackName=stack_name, TemplateBody=body)
 
     def settled() -> dict[str, Any] | None:
-        stack: dict[str, Any] = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+        stack: dict[str, Any] = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         return None if stack["StackStatus"].endswith("IN_PROGRESS") else stack
 
-    stack = wait_for(settled, 120, f"{STACK} to settle")
+    stack = wait_for(settled, 120, f"{stack_name} to settle")
     if stack["StackStatus"] != "CREATE_COMPLETE":
-        events = cfn.describe_stack_events(StackName=STACK)["StackEvents"][:10]
-        pytest.fail(f"{STACK}: {stack['StackStatus']}: "
+        events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"][:10]
+        pytest.fail(f"{stack_name}: {stack['StackStatus']}: "
                     + "; ".join(f"{e['LogicalResourceId']} {e['ResourceStatus']} "
                                 f"{e.get('ResourceStatusReason', '')}" for e in events))
-    return clients
 
 
 def url(clients: dict[str, Any], name: str) -> str:
@@ -100,8 +120,45 @@ def test_every_queue_refuses_plain_http(deployed: dict[str, Any]) -> None:
                                       if s["Effect"] == "Deny").items(), name
 
 
+def test_the_topic_and_every_queue_name_the_stack_s_rotated_key(
+        deployed: dict[str, Any]) -> None:
+    kms = deployed["kms"]
+    key = kms.describe_key(KeyId=f"alias/school-{ENV}-messaging")["KeyMetadata"]
+    assert key["KeyManager"] == "CUSTOMER" and key["KeyState"] == "Enabled"
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
+    for spec in TOPOLOGY.queues:
+        for name in (spec.name, spec.dlq_name):
+            attrs = deployed["sqs"].get_queue_attributes(
+                QueueUrl=url(deployed, name), AttributeNames=["All"])["Attributes"]
+            assert attrs["KmsMasterKeyId"] == key["Arn"], name
+            assert attrs["KmsDataKeyReusePeriodSeconds"] == str(DATA_KEY_REUSE_SECONDS), name
+    topic = topic_arn(deployed)
+    attrs = deployed["sns"].get_topic_attributes(TopicArn=topic)["Attributes"]
+    assert attrs["KmsMasterKeyId"] == key["Arn"]
+
+
+def test_each_dlq_admits_only_its_own_source_queue(deployed: dict[str, Any]) -> None:
+    for spec in TOPOLOGY.queues:
+        attrs = deployed["sqs"].get_queue_attributes(
+            QueueUrl=url(deployed, spec.dlq_name), AttributeNames=["All"])["Attributes"]
+        source = deployed["sqs"].get_queue_attributes(
+            QueueUrl=url(deployed, spec.name), AttributeNames=["QueueArn"])["Attributes"]
+        assert json.loads(attrs["RedriveAllowPolicy"]) == {
+            "redrivePermission": "byQueue", "sourceQueueArns": [source["QueueArn"]]}
+
+
+def topic_arn(clients: dict[str, Any]) -> str:
+    wanted = physical(ENV, TOPOLOGY.topic.name)
+    for page in clients["sns"].get_paginator("list_topics").paginate():
+        for topic in page["Topics"]:
+            if topic["TopicArn"].rsplit(":", 1)[-1] == wanted:
+                found: str = topic["TopicArn"]
+                return found
+    raise AssertionError(f"no topic {wanted}")
+
+
 def test_the_topic_fans_out_raw_and_filtered(deployed: dict[str, Any]) -> None:
-    topic = deployed["sns"].create_topic(Name=physical(ENV, TOPOLOGY.topic.name))["TopicArn"]
+    topic = topic_arn(deployed)  # encrypted with the key: fan-out to the encrypted queues
     for event_type in ("enrollment.confirmed", "submission.received"):
         deployed["sns"].publish(TopicArn=topic, Message=json.dumps({"event_type": event_type}),
                                 MessageAttributes={"event_type": {"DataType": "String",

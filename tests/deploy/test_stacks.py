@@ -85,7 +85,7 @@ def test_queues_match_the_topology(templates: dict[str, Any]) -> None:
         assert main["MessageRetentionPeriod"] == 4 * 24 * 3600
         assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
         for props in (main, dlq):
-            assert props["SqsManagedSseEnabled"] is True
+            assert "KmsMasterKeyId" in props  # SSE-KMS on AWS (tests/deploy/test_security.py)
             assert props.get("FifoQueue", False) is spec.fifo
             assert "ContentBasedDeduplication" not in props  # the outbox sets dedup ids
 

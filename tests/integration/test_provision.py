@@ -34,6 +34,9 @@ def test_every_queue_has_its_attributes_and_dlq(sqs, settings, provisioned):
         assert main["ReceiveMessageWaitTimeSeconds"] == "20"
         assert dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
         assert main["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
+        # the DLQ admits its own source queue only, as on AWS (issue 15)
+        assert json.loads(dlq["RedriveAllowPolicy"]) == {
+            "redrivePermission": "byQueue", "sourceQueueArns": [ref.arn]}
         assert (main.get("FifoQueue") == "true") == spec.fifo == (dlq.get("FifoQueue") == "true")
         if spec.fifo:  # high-throughput FIFO (issue 13)
             assert (main["DeduplicationScope"], main["FifoThroughputLimit"]) == (
@@ -139,3 +142,4 @@ def test_another_error_that_mentions_a_missing_queue_is_raised():
     with pytest.raises(ClientError, match="AccessDenied"):
         Provisioner(sqs, FakeSns(), "t", LONE).run()
     assert sqs.created == []
+
