@@ -41,7 +41,8 @@ def build(env_name: str = "prod", smtp: tuple[str, int] = ("smtp.internal", 25),
     Tags.of(app).add("project", "online-school")
     Tags.of(app).add("school-env", env_name)
     platform = PlatformStack(app, stack_name(env_name, "platform"), env_name=env_name)
-    messaging = MessagingStack(app, stack_name(env_name, "messaging"), env_name=env_name)
+    messaging = MessagingStack(app, stack_name(env_name, "messaging"), env_name=env_name,
+                               key=platform.messaging_key)
     messaging.add_stack_dependency(platform)  # its queue policies name the platform's SQS endpoint
     for service in SERVICES:
         ServiceStack(app, stack_name(env_name, service), env_name=env_name, service=service,

@@ -17,9 +17,9 @@ from constructs import Construct
 
 from deploy.aws.scan import skip
 
-# How long the trail's files are kept: a year, the first 90 days in S3 Standard.
+# How long the trail's files are kept. They stay in S3 Standard: a lifecycle transition skips
+# objects under 128 KiB, which nearly every trail file is.
 KEEP_DAYS = 365
-INFREQUENT_AFTER_DAYS = 90
 # A replaced or deleted file's old version (only an accident or an attack makes one).
 OLD_VERSIONS_DAYS = 30
 
@@ -45,6 +45,11 @@ class Audit(Construct):
             actions=["kms:GenerateDataKey*"], resources=["*"],
             conditions={**only_our_trail, "StringLike": {
                 "kms:EncryptionContext:aws:cloudtrail:arn": trail_arn}}))
+        # The bucket uses an S3 Bucket Key, and then CloudTrail needs Decrypt as well to create
+        # or update a trail that encrypts with the key.
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="TrailUsesTheBucketKey", principals=[cloudtrail_principal],
+            actions=["kms:Decrypt"], resources=["*"], conditions=only_our_trail))
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="TrailDescribesTheKey", principals=[cloudtrail_principal],
             actions=["kms:DescribeKey"], resources=["*"], conditions=only_our_trail))
@@ -58,10 +63,7 @@ class Audit(Construct):
             lifecycle_rules=[s3.LifecycleRule(
                 id="expire", expiration=Duration.days(KEEP_DAYS),
                 noncurrent_version_expiration=Duration.days(OLD_VERSIONS_DAYS),
-                abort_incomplete_multipart_upload_after=Duration.days(1),
-                transitions=[s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS,
-                                           transition_after=Duration.days(
-                                               INFREQUENT_AFTER_DAYS))])])
+                abort_incomplete_multipart_upload_after=Duration.days(1))])
         skip(self.bucket, CKV_AWS_18="The audit bucket's own access logs would need a second "
                                      "bucket; its objects are written by CloudTrail alone, "
                                      "versioned, and CloudTrail's management events record "

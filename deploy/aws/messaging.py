@@ -1,8 +1,9 @@
 """The messaging stack, generated from shared/topology.py: the same topic, queues, DLQs, names
 and redrive counts as `make up` provisions locally, plus what only AWS has:
 
-- a customer-managed KMS key (rotated yearly) that encrypts the topic and every queue and DLQ,
-  whose key policy lets SNS use it to deliver from the topic to the encrypted queues;
+- encryption of the topic and every queue and DLQ with a customer-managed KMS key (rotated
+  yearly; made by `messaging_key` in the platform stack), whose key policy lets SNS use it to
+  deliver from the topic to the encrypted queues;
 - queue and topic policies that refuse requests without TLS, and queue policies that refuse the
   services' task roles unless they come through the VPC's SQS endpoint (platform stack);
 - on each DLQ a RedriveAllowPolicy that admits its own source queue only;
@@ -34,6 +35,30 @@ OLDEST_MESSAGE_ALARM_SECONDS = 300
 DATA_KEY_REUSE_SECONDS = 3600
 
 
+def messaging_key(scope: Construct, env_name: str, topology: Topology = TOPOLOGY) -> kms.Key:
+    """The customer-managed key of the topic and every queue and DLQ, rotated yearly.
+
+    It lives in the platform stack, which is deployed first: the service stacks grant their
+    roles its use, and the messaging stack encrypts with it, so an existing deployment can
+    deploy the services (the grants) before the messaging stack switches the queues to the key,
+    and no running task ever meets a queue it may not use."""
+    key = kms.Key(scope, "MessagingKey", alias=f"alias/school-{env_name}-messaging",
+                  enable_key_rotation=True,
+                  description=f"school {env_name}: encrypts the event topic and every queue "
+                              f"and DLQ")
+    # SNS encrypts what it delivers to an encrypted queue with the queue's key: without this
+    # grant the fan-out to the queues fails on AWS, and nothing reports it to the publisher.
+    # Only for deliveries from our topic (an ARN built from its name: the topic is in another
+    # stack, and a reference would make the topic and the key depend on each other).
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="TopicDeliversToEncryptedQueues",
+        principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+        actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=["*"],
+        conditions={"ArnEquals": {"aws:SourceArn": Stack.of(scope).format_arn(
+            service="sns", resource=physical(env_name, topology.topic.name))}}))
+    return key
+
+
 def task_role_name(env_name: str, service: str) -> str:
     """The name of a service's task role (service stack); the queue policies refer to the roles
     by this name, as the service stacks are deployed after this one."""
@@ -52,23 +77,13 @@ def construct_name(name: str) -> str:
 
 class MessagingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, env_name: str,
-                 topology: Topology = TOPOLOGY, **kwargs: object) -> None:
+                 topology: Topology = TOPOLOGY, key: kms.IKey | None = None,
+                 **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.env_name = env_name
         topic_name = physical(env_name, topology.topic.name)
-        self.key = kms.Key(
-            self, "Key", alias=f"alias/school-{env_name}-messaging", enable_key_rotation=True,
-            description=f"school {env_name}: encrypts the event topic and every queue and DLQ")
-        # SNS encrypts what it delivers to an encrypted queue with the queue's key: without this
-        # grant the fan-out to the queues fails on AWS, and nothing reports it to the publisher.
-        # Only for deliveries from our topic (an ARN built from its name: a reference to the
-        # topic would make the topic and the key depend on each other).
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="TopicDeliversToEncryptedQueues",
-            principals=[iam.ServicePrincipal("sns.amazonaws.com")],
-            actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=["*"],
-            conditions={"ArnEquals": {"aws:SourceArn": self.format_arn(
-                service="sns", resource=topic_name)}}))
+        # The platform stack's key in the app; a stack built alone (a test's) makes its own.
+        self.key = key or messaging_key(self, env_name, topology)
         self.topic = sns.Topic(self, "Topic", topic_name=topic_name, enforce_ssl=True,
                                master_key=self.key)
         self.endpoint = Fn.import_value(sqs_endpoint_export(env_name))

@@ -1,5 +1,6 @@
 """The platform stack: the network, the ECS cluster every service stack runs in, the VPC
-endpoints through which the tasks reach AWS, and the audit trail (deploy/aws/audit.py)."""
+endpoints through which the tasks reach AWS, the audit trail (deploy/aws/audit.py), and the
+messaging key (deploy/aws/messaging.py, `messaging_key`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from deploy.aws.audit import Audit
-from deploy.aws.messaging import sqs_endpoint_export
+from deploy.aws.messaging import messaging_key, sqs_endpoint_export
 
 _AWS = ec2.InterfaceVpcEndpointAwsService
 # What a task in a private subnet calls: its queues, the topic, STS (the relay builds the topic's
 # ARN from GetCallerIdentity), its logs, its database secret, its image (ECR's API and registry;
-# the layers come from S3, through the gateway endpoint), and the X-Ray and CloudWatch metric
-# paths of the tracing sidecar.
+# the layers come from S3, through the gateway endpoint), and X-Ray and CloudWatch metrics, the
+# paths of the tracing collector each task will have (issue 16); until then those two are idle.
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Sqs": _AWS.SQS, "Sns": _AWS.SNS, "Sts": _AWS.STS, "Logs": _AWS.CLOUDWATCH_LOGS,
     "SecretsManager": _AWS.SECRETS_MANAGER, "EcrApi": _AWS.ECR, "EcrDocker": _AWS.ECR_DOCKER,
@@ -45,6 +46,7 @@ class PlatformStack(Stack):
         CfnOutput(self, "SqsEndpoint", value=self.endpoints["Sqs"].vpc_endpoint_id,
                   export_name=sqs_endpoint_export(env_name))
         self.audit = Audit(self, "Audit", env_name=env_name)
+        self.messaging_key = messaging_key(self, env_name)
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, cluster_name=f"school-{env_name}",
             container_insights_v2=ecs.ContainerInsights.ENABLED)

@@ -44,7 +44,7 @@ class ServiceStack(Stack):
         self.env_name, self.service = env_name, service
         self.add_stack_dependency(messaging)  # its queues must exist before its tasks start
         self.access = access(service)
-        self.key_arn = messaging.key.key_arn
+        self.key_arn = platform.messaging_key.key_arn
         self.role = iam.Role(self, "TaskRole", role_name=task_role_name(env_name, service),
                              assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                              description=f"{service}: only what the topology gives it")

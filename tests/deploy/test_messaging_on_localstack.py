@@ -3,16 +3,19 @@ its own with CloudFormation, CloudWatch, SSM and KMS besides SQS and SNS (the ot
 ECS and RDS, which LocalStack's community edition does not have). What CloudFormation builds from
 the template must be what `make up` provisions from the topology, and must behave like it.
 
-The template encrypts the topic and the queues with its KMS key (issue 15). LocalStack creates
-the key and the queues that name it, and the topic fans out to them; it does not encrypt with the
-key nor enforce the key policy, so the SNS grant that AWS needs for the fan-out is asserted in the
-template (tests/deploy/test_security.py), not here. The queue policies import the platform
-stack's SQS endpoint; a stand-in stack exports that name here, as the platform stack does."""
+The template encrypts the topic and the queues with the messaging key (issue 15), which it
+imports from the platform stack, with the SQS endpoint's id. The platform stack needs EC2 and ECS
+beyond the community edition, so a stand-in is deployed first: the platform template's own
+messaging key and alias, with the exports the messaging template imports (the endpoint's id a
+made-up one). LocalStack creates the key and the queues that name it, and the topic fans out to
+them; it neither encrypts with the key nor enforces the key policy, so the SNS grant that AWS
+needs for the fan-out is asserted in the template (tests/deploy/test_security.py), not here."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,18 +66,32 @@ def deployed(clients: dict[str, Any], assembly_dir: Path) -> dict[str, Any]:
     that every CDK template checks."""
     clients["ssm"].put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30",
                                  Type="String", Overwrite=True)
-    create(clients, ENDPOINT_STACK, json.dumps(ENDPOINT_EXPORT))
-    create(clients, STACK, (assembly_dir / f"{STACK}.template.json").read_text())
+    messaging = (assembly_dir / f"{STACK}.template.json").read_text()
+    create(clients, f"School-{ENV}-platform", json.dumps(platform_stand_in(
+        json.loads((assembly_dir / f"School-{ENV}-platform.template.json").read_text()),
+        messaging)))
+    create(clients, STACK, messaging)
     return clients
 
 
-# What the platform stack exports for the messaging stack: the SQS endpoint's id.
-ENDPOINT_STACK = f"School-{ENV}-endpoint-stand-in"
-ENDPOINT_EXPORT = {
-    "Resources": {"Marker": {"Type": "AWS::SSM::Parameter", "Properties": {
-        "Type": "String", "Value": "stands in for the platform stack's endpoint"}}},
-    "Outputs": {"SqsEndpoint": {"Value": "vpce-0123456789abcdef0",
-                                "Export": {"Name": sqs_endpoint_export(ENV)}}}}
+def platform_stand_in(platform: dict[str, Any], messaging: str) -> dict[str, Any]:
+    """What the messaging template needs of the platform template: the messaging key and its
+    alias as the platform template defines them, and the outputs it imports."""
+    [(alias_id, alias)] = [(k, r) for k, r in platform["Resources"].items()
+                           if r["Type"] == "AWS::KMS::Alias"
+                           and r["Properties"]["AliasName"] == f"alias/school-{ENV}-messaging"]
+    key_id = alias["Properties"]["TargetKeyId"]["Fn::GetAtt"][0]
+    imported = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', messaging))
+    outputs = {}
+    for name, output in platform["Outputs"].items():
+        export = output.get("Export", {}).get("Name")
+        if export == sqs_endpoint_export(ENV):
+            outputs[name] = {"Value": "vpce-0123456789abcdef0", "Export": {"Name": export}}
+        elif export in imported:
+            outputs[name] = output
+    assert {o["Export"]["Name"] for o in outputs.values()} == imported
+    return {"Resources": {key_id: platform["Resources"][key_id], alias_id: alias},
+            "Outputs": outputs}
 
 
 def create(clients: dict[str, Any], stack_name: str, body: str) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from deploy.aws.access import access
 from deploy.aws.messaging import DATA_KEY_REUSE_SECONDS
+from shared.events import CATALOGUE
 from shared.settings import SERVICES
 from shared.topology import TOPOLOGY, physical
 from tests.deploy.conftest import ENV
@@ -43,24 +43,33 @@ def joined(value: Any) -> str:
 
 # --- 1. SSE-KMS with a customer-managed key ----------------------------------------------------
 
+def imports_the_messaging_key(value: Any, key: str) -> bool:
+    """An Fn::ImportValue of the platform stack's export of the messaging key's ARN."""
+    name = value["Fn::ImportValue"]
+    return name.startswith(f"School-{ENV}-platform:") and f"FnGetAtt{key}Arn" in name
+
+
 def test_every_queue_dlq_and_the_topic_use_the_rotated_messaging_key(
         templates: dict[str, Any]) -> None:
-    messaging = templates["messaging"]
-    key, props = the_key(messaging, f"alias/school-{ENV}-messaging")
+    """The key is the platform stack's (deployed first, so the services' grants can exist
+    before the queues use it); the messaging stack imports its ARN."""
+    key, props = the_key(templates["platform"], f"alias/school-{ENV}-messaging")
     assert props["EnableKeyRotation"] is True
+    messaging = templates["messaging"]
+    assert of_type(messaging, "AWS::KMS::Key") == {}
     by_name = queues_by_name(messaging)
     assert len(by_name) == 2 * len(TOPOLOGY.queues)
     for queue_name, (_, queue) in by_name.items():
-        assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}, queue_name
+        assert imports_the_messaging_key(queue["KmsMasterKeyId"], key), queue_name
         assert queue["KmsDataKeyReusePeriodSeconds"] == DATA_KEY_REUSE_SECONDS == 3600
         assert "SqsManagedSseEnabled" not in queue
     [topic] = of_type(messaging, "AWS::SNS::Topic").values()
-    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+    assert imports_the_messaging_key(topic["Properties"]["KmsMasterKeyId"], key)
 
 
 def test_the_key_lets_sns_deliver_to_the_queues_from_our_topic_only(
         templates: dict[str, Any]) -> None:
-    _, props = the_key(templates["messaging"], f"alias/school-{ENV}-messaging")
+    _, props = the_key(templates["platform"], f"alias/school-{ENV}-messaging")
     for_sns = [s for s in props["KeyPolicy"]["Statement"]
                if s["Principal"] == {"Service": "sns.amazonaws.com"}]
     [grant] = for_sns  # nothing broader for SNS beside it
@@ -72,10 +81,12 @@ def test_the_key_lets_sns_deliver_to_the_queues_from_our_topic_only(
 
 
 def expected_kms(service: str) -> set[str]:
-    needs = access(service)
-    sends = needs.dead_letters or needs.sends or needs.publishes
+    """From the topology and the catalogue themselves: a consumer decrypts what it receives, and
+    dead-letters into its DLQ; a producer sends or publishes. Sending needs a data key."""
+    consumes = any(q.consumer == service for q in TOPOLOGY.queues)
+    sends = consumes or bool(CATALOGUE.produced_by(service))
     return ({"kms:GenerateDataKey", "kms:Decrypt"} if sends
-            else {"kms:Decrypt"} if needs.consumes else set())
+            else {"kms:Decrypt"} if consumes else set())
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -88,9 +99,9 @@ def test_each_role_has_exactly_its_kms_actions_on_exactly_the_messaging_key(
     assert statement["effect"] == "Allow"
     assert set(statement["actions"]) == expected_kms(service)
     [resource] = statement["resources"]
-    # the messaging stack's key, by its exported ARN: no other key, no wildcard
-    assert "Key" in resource["Fn::ImportValue"] and "Arn" in resource["Fn::ImportValue"]
-    assert resource["Fn::ImportValue"].startswith(f"School-{ENV}-messaging:")
+    # the messaging key, by the platform's export of its ARN: no other key, no wildcard
+    key, _ = the_key(templates["platform"], f"alias/school-{ENV}-messaging")
+    assert imports_the_messaging_key(resource, key)
 
 
 def test_a_consumer_that_only_receives_gets_only_decrypt() -> None:
@@ -206,6 +217,7 @@ def test_the_trail_bucket_is_encrypted_private_tls_only_versioned_and_expires(
     [lifecycle] = props["LifecycleConfiguration"]["Rules"]
     assert lifecycle["Status"] == "Enabled" and lifecycle["ExpirationInDays"] == 365
     assert lifecycle["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert "Transitions" not in lifecycle  # trail files are under the 128 KiB a transition needs
     [policy] = of_type(platform, "AWS::S3::BucketPolicy").values()
     document = policy["Properties"]["PolicyDocument"]["Statement"]
     assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {
@@ -227,9 +239,18 @@ def test_the_audit_key_lets_cloudtrail_encrypt_for_this_trail_only(
     _, props = the_key(templates["platform"], f"alias/school-{ENV}-audit")
     for_trail = [s for s in props["KeyPolicy"]["Statement"]
                  if s["Principal"] == {"Service": "cloudtrail.amazonaws.com"}]
-    assert {s["Sid"] for s in for_trail} == {"TrailEncryptsItsFiles", "TrailDescribesTheKey"}
+    by_sid = {s["Sid"]: s for s in for_trail}
+    assert set(by_sid) == {"TrailEncryptsItsFiles", "TrailUsesTheBucketKey",
+                           "TrailDescribesTheKey"}
+    assert by_sid["TrailEncryptsItsFiles"]["Action"] == "kms:GenerateDataKey*"
+    assert by_sid["TrailUsesTheBucketKey"]["Action"] == "kms:Decrypt"  # the bucket key needs it
+    assert by_sid["TrailDescribesTheKey"]["Action"] == "kms:DescribeKey"
+    trail = (f"arn:${{AWS::Partition}}:cloudtrail:${{AWS::Region}}:${{AWS::AccountId}}:"
+             f"trail/school-{ENV}-audit")
     for statement in for_trail:
-        assert "aws:SourceArn" in statement["Condition"]["StringEquals"]
+        assert joined(statement["Condition"]["StringEquals"]["aws:SourceArn"]) == trail
+    context = by_sid["TrailEncryptsItsFiles"]["Condition"]["StringLike"]
+    assert joined(context["kms:EncryptionContext:aws:cloudtrail:arn"]) == trail
 
 
 # --- 4. Redrive restrictions -------------------------------------------------------------------
