@@ -120,7 +120,8 @@ class Checks:
             for before, after in zip(rows, rows[1:], strict=False):
                 if after["graded_at"] <= before["graded_at"]:
                     broken.add(f"{student!r} on {assignment}: version {after['version']} "
-                               f"graded before version {before['version']}")
+                               f"graded before version {before['version']} "
+                               f"({after['graded_at']} <= {before['graded_at']})")
         for d in self.dlq:
             if d.event_type == "refund.requested" and d.dlq_reason not in (
                     None, "retries_exhausted"):
