@@ -85,8 +85,8 @@ class Audit(Construct):
             s3_bucket_name=self.bucket.bucket_name, kms_key_id=self.key.key_arn,
             enable_log_file_validation=True, include_global_service_events=True,
             is_multi_region_trail=True, advanced_event_selectors=self.selectors(stack, env_name))
+        # The bucket must admit CloudTrail before the trail is created (the key it references).
         self.trail.node.add_dependency(self.bucket.policy or self.bucket)
-        self.trail.node.add_dependency(self.key)
 
     @staticmethod
     def selectors(stack: Stack, env_name: str
