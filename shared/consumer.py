@@ -198,8 +198,10 @@ class Consumer:
             with bound(correlation=envelope.correlation_id, event=envelope.event_id):
                 self._settle(message, envelope, result, failed, outcomes)
         groups = {g for m in batch if (g := self._group_id(m)) is not None}
-        for rest, delay in self.window.after_batch(groups, failed, stop):
+        for group_id, rest, delay in self.window.after_batch(groups, failed, stop):
             self._release(rest, outcomes, delay)
+            while late := self.window.retire(group_id, delay):  # received while handed back
+                self._release(late, outcomes, delay)
 
     def _read(self, message: Message) -> Envelope | Outcome:
         attrs = message.get("MessageAttributes", {})

@@ -16,6 +16,7 @@ from typing import Any
 
 Message = dict[str, Any]
 HeldBack = list[tuple[list[Message], int]]  # messages to hand back, and after how many seconds
+Retiring = list[tuple[str, list[Message], int]]  # a group, its messages to hand back, the delay
 
 
 class Window:
@@ -97,26 +98,50 @@ class Window:
         return batch
 
     def after_batch(self, groups: set[str], failed: dict[str, int], stop: threading.Event
-                    ) -> HeldBack:
+                    ) -> Retiring:
         """FIFO: give each group of a batch back to the threads; after a failure or a stop,
-        retire it instead and return its waiting messages, to go back with the failed one."""
-        held_back: HeldBack = []
+        retire it instead: return its waiting messages, to go back with the failed one.
+
+        A retiring group stays claimed until `retire` says it is gone, so that a later message
+        of it received meanwhile waits too. LocalStack makes a group receivable again as soon as
+        one of its messages is handed back, while another is still held here (SQS keeps it
+        locked): a later message could otherwise be received once the group was retired here
+        and before its earlier one was handed back, and another thread would run it first."""
+        retiring: Retiring = []
         with self.cond:
             for group_id in groups:
                 queue = self._groups.get(group_id)
-                if group_id not in failed and not stop.is_set() and queue:
-                    self._ready_groups.append(group_id)
+                if group_id not in failed and not stop.is_set():
+                    if queue:
+                        self._ready_groups.append(group_id)
+                    else:
+                        self._groups.pop(group_id, None)  # all of it handled: gone at once
                     continue
-                self._groups.pop(group_id, None)
-                delay = failed.get(group_id, 0)
-                if delay:
-                    self._blocked[group_id] = time.monotonic() + delay
-                held_back.append((list(queue or ()), delay))
+                if queue is None:  # nothing of it was received meanwhile
+                    self._groups[group_id] = queue = deque()
+                retiring.append((group_id, list(queue), failed.get(group_id, 0)))
+                queue.clear()
+            self.cond.notify_all()
+        return retiring
+
+    def retire(self, group_id: str, delay: int) -> list[Message]:
+        """Once a retiring group's messages are handed back: what of it was received since, to
+        hand back too (then call again); else the group is gone, held back for `delay` seconds
+        (from now: after its messages were handed back, so none comes back before them)."""
+        with self.cond:
+            queue = self._groups[group_id]
+            if queue:
+                late = list(queue)
+                queue.clear()
+                return late
+            del self._groups[group_id]
+            if delay:
+                self._blocked[group_id] = time.monotonic() + delay
             if len(self._blocked) > 1000:
                 now = time.monotonic()
                 self._blocked = {g: t for g, t in self._blocked.items() if t > now}
             self.cond.notify_all()
-        return held_back
+        return []
 
     def still_running(self, batch: list[Message]) -> bool:
         with self.cond:
