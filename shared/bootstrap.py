@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Flask
 
-from shared import db, idempotency, logs, web
+from shared import db, idempotency, logs, telemetry, web
 from shared.consumer import Consumer
 from shared.handling import Handler
 from shared.inbox import Inbox
@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 HOUR = 3600.0
 
 
-def _runtime(name: str, settings: Settings | None) -> tuple[Service, Runtime]:
+def _runtime(name: str, settings: Settings | None, process: str) -> tuple[Service, Runtime]:
     service = declaration(name)
     settings = settings or Settings.from_env()
     logs.configure(name, settings.log_level)
+    telemetry.configure(name, process)
     runtime = Runtime.build(service, settings)
     service.check(runtime.topology, runtime.catalogue)
     return service, runtime
@@ -43,11 +44,13 @@ def _runtime(name: str, settings: Settings | None) -> tuple[Service, Runtime]:
 
 def api(name: str, settings: Settings | None = None) -> Flask:
     """The service's API: its routes, and its simulator's when SCHOOL_SIMULATOR_CONTROLS=1."""
-    service, runtime = _runtime(name, settings)
+    service, runtime = _runtime(name, settings, "api")
     blueprints = list(service.routes(runtime)) if service.routes else []
     if service.simulator is not None and runtime.settings.simulator_controls:
         blueprints += service.simulator.routes(runtime)
-    return web.create_app(name, blueprints, runtime.ready_checks(), errors=service.errors)
+    app = web.create_app(name, blueprints, runtime.ready_checks(), errors=service.errors)
+    telemetry.instrument_app(app)
+    return app
 
 
 def handlers(service: Service, settings: Settings) -> dict[str, Handler]:
@@ -60,7 +63,7 @@ def handlers(service: Service, settings: Settings) -> dict[str, Handler]:
 
 def worker(name: str, settings: Settings | None = None) -> int:
     """Run the service's worker until SIGTERM or SIGINT (see `serve`)."""
-    service, runtime = _runtime(name, settings)
+    service, runtime = _runtime(name, settings, "worker")
     consumer = None
     if service.consumes:
         dispatcher = runtime.dispatcher(handlers(service, runtime.settings),
@@ -147,6 +150,7 @@ def serve(runtime: Runtime, consumer: Consumer | None, relay: Relay | None,
     if consumer is not None and consumer.abandoned:
         # Handlers still running past the deadline hold threads Python would wait for; their
         # messages were released and their transactions never commit, so leave now.
+        telemetry.flush()
         logging.shutdown()
         sys.stdout.flush()
         os._exit(0)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared import telemetry
 from shared.acks import BATCH, Deleter, Heartbeat
 from shared.attempts import Attempts
 from shared.backoff import Backoff
@@ -43,7 +44,8 @@ class Reader(Protocol):
     def read(self, body: str) -> Envelope: ...
 
     def handle_batch(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
-                     go_on: Callable[[], bool]) -> list[Outcome | Exception | None]: ...
+                     go_on: Callable[[], bool], spans: Sequence[Any] | None = None
+                     ) -> list[Outcome | Exception | None]: ...
 
 
 @dataclass(frozen=True)
@@ -179,24 +181,29 @@ class Consumer:
         """Read, handle in as few transactions as it takes, then settle each message."""
         todo: list[tuple[Message, Envelope]] = []
         failed: dict[str, int] = {}  # FIFO group -> the delay its failed message waits
+        spans = {m["ReceiptHandle"]: telemetry.processing(self.config.queue_name,
+                                                          self.queue_physical, m) for m in batch}
         for message in batch:
             key = self._group_id(message)
             if key is not None and key in failed:
-                self._settle(message, None, None, failed, outcomes)
+                self._settle(message, None, None, failed, outcomes, spans)
                 continue
             envelope = self._read(message)
             if isinstance(envelope, Envelope):
                 todo.append((message, envelope))
             else:
-                self._settle(message, None, envelope, failed, outcomes)
+                self._settle(message, None, envelope, failed, outcomes, spans)
         results = self.dispatcher.handle_batch(
             [e for _, e in todo], [self._group_id(m) for m, _ in todo],
-            lambda: not (stop.is_set() or self._halt.is_set())) if todo else []
+            lambda: not (stop.is_set() or self._halt.is_set()),
+            [spans[m["ReceiptHandle"]] for m, _ in todo]) if todo else []
         if not self.window.still_running([m for m, _ in todo]):
-            return  # past the shutdown deadline: _drain has already handed them back
+            for span in spans.values():  # past the shutdown deadline: _drain handed them back
+                telemetry.settled(span, self.config.queue_name, "released")
+            return
         for (message, envelope), result in zip(todo, results, strict=True):
             with bound(correlation=envelope.correlation_id, event=envelope.event_id):
-                self._settle(message, envelope, result, failed, outcomes)
+                self._settle(message, envelope, result, failed, outcomes, spans)
         groups = {g for m in batch if (g := self._group_id(m)) is not None}
         for group_id, rest, delay in self.window.after_batch(groups, failed, stop):
             self._release(rest, outcomes, delay)
@@ -217,11 +224,15 @@ class Consumer:
 
     def _settle(self, message: Message, envelope: Envelope | None,
                 result: Outcome | Exception | None, failed: dict[str, int],
-                outcomes: dict[str, Outcome] | None) -> None:
+                outcomes: dict[str, Outcome] | None, spans: dict[str, Any]) -> None:
         """Turn a message's result into its outcome: delete, retry, dead-letter or hand back."""
         key = self._group_id(message)
+        span = spans.pop(message["ReceiptHandle"], None)
         if result is None:  # not run: behind a failed message of its group, or stopping
-            self._release([message], outcomes, failed.get(key, 0) if key else 0)
+            delay = failed.get(key, 0) if key else 0
+            self._release([message], outcomes, delay)
+            telemetry.settled(span, self.config.queue_name, Outcome.RELEASED.value,
+                              visible_in_s=delay, behind_failed_group=key in failed)
             return
         if isinstance(result, PermanentError):
             outcome = self.settler.dead_letter(message, "permanent_failure",
@@ -238,11 +249,19 @@ class Consumer:
             failed[key] = message.get("retry_delay", 0)
         elif isinstance(result, Exception) and key is not None:
             failed.setdefault(key, 0)  # dead-lettered: the group's later messages come back now
+        telemetry.settled(span, self.config.queue_name, outcome.value,
+                          error=result if isinstance(result, Exception) else None,
+                          retry_in_s=message.get("retry_delay") if outcome is Outcome.RETRY
+                          else None, reason=message.get("dlq_reason"))
         if outcome in _DONE:
             self.deleter.add(message)
         if outcomes is not None:
             outcomes[message["MessageId"]] = outcome
         self.window.done([message])
+
+    @property
+    def queue_physical(self) -> str:
+        return self.config.queue_url.rsplit("/", 1)[-1]
 
     def _group_id(self, message: Message) -> str | None:
         return message["Attributes"]["MessageGroupId"] if self.config.fifo else None

@@ -70,8 +70,9 @@ class Envelope:
             "correlation_id": {"DataType": "String", "StringValue": self.correlation_id},
         }
 
-    def check_size(self) -> None:
-        size = message_size(self.body(), self.attributes())
+    def check_size(self, attributes: dict[str, dict[str, str]] | None = None) -> None:
+        """Refuse the event if its message, with `attributes` (default: its own), is too big."""
+        size = message_size(self.body(), attributes or self.attributes())
         if size > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(
                 f"{self.event_type} {self.event_id} is {size} bytes with its attributes; "

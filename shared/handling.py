@@ -6,15 +6,19 @@ import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import telemetry
 from shared.envelope import Envelope, PoisonMessage
 from shared.events import Catalogue
 from shared.inbox import Inbox
 from shared.logs import bound
 from shared.outbox import Outbox
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 class Outcome(enum.StrEnum):
@@ -92,7 +96,8 @@ class Dispatcher:
             return self._apply(session, envelope)
 
     def handle_batch(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
-                     go_on: Callable[[], bool]) -> list[Outcome | Exception | None]:
+                     go_on: Callable[[], bool], spans: Sequence[Span | None] | None = None
+                     ) -> list[Outcome | Exception | None]:
         """Handle several events in few transactions, each event in a savepoint of its own
         (issue 13): a transaction takes events until it has run `transaction_budget` seconds,
         so a batch of quick events costs one commit and a slow one holds no lock for long.
@@ -100,26 +105,29 @@ class Dispatcher:
         Each event's result is its outcome, or the exception that rolled it back alone (or the
         failed commit of its transaction), or None if it was not run: after a failure, the
         later events of the same key (a FIFO group) are not run, nor is anything once `go_on()`
-        turns false. It raises nothing an event or a commit raised."""
+        turns false. It raises nothing an event or a commit raised. Each event runs under its
+        span of `spans`, if given (its `process` span: what it emits is traced under it)."""
         results: list[Outcome | Exception | None] = [None] * len(envelopes)
+        spans = spans or [None] * len(envelopes)
         failed: set[str] = set()
         if self.transaction_budget <= 0:  # one event per transaction: no savepoint needed
             for index, (envelope, key) in enumerate(zip(envelopes, keys, strict=True)):
                 if not go_on():
                     break
                 if key is None or key not in failed:
-                    results[index] = self._alone(envelope)
+                    results[index] = self._alone(envelope, spans[index])
                     if isinstance(results[index], Exception) and key is not None:
                         failed.add(key)
             return results
         position = 0
         while position < len(envelopes) and go_on():
-            position = self._transaction(envelopes, keys, go_on, results, failed, position)
+            position = self._transaction(envelopes, keys, go_on, results, failed, position,
+                                         spans)
         return results
 
     def _transaction(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
                      go_on: Callable[[], bool], results: list[Outcome | Exception | None],
-                     failed: set[str], start: int) -> int:
+                     failed: set[str], start: int, spans: Sequence[Span | None]) -> int:
         """One transaction from `start`; returns the position of the first event it left."""
         began, position, ran = time.monotonic(), start, []
         try:
@@ -131,7 +139,8 @@ class Dispatcher:
                     if key is not None and key in failed:
                         continue
                     ran.append(position - 1)
-                    results[position - 1] = self._savepoint(session, envelope)
+                    results[position - 1] = self._savepoint(session, envelope,
+                                                            spans[position - 1])
                     if isinstance(results[position - 1], Exception) and key is not None:
                         failed.add(key)
         except Exception as exc:  # the commit failed: nothing of this transaction was applied
@@ -143,16 +152,19 @@ class Dispatcher:
                     failed.add(key)
         return position
 
-    def _alone(self, envelope: Envelope) -> Outcome | Exception:
-        with bound(correlation=envelope.correlation_id, event=envelope.event_id):
+    def _alone(self, envelope: Envelope, span: Span | None = None) -> Outcome | Exception:
+        with bound(correlation=envelope.correlation_id, event=envelope.event_id), \
+                telemetry.current(span):
             try:
                 with self.sessions() as session, session.begin():
                     return self._apply(session, envelope)
             except Exception as exc:  # rolled back; the consumer retries or dead-letters it
                 return exc
 
-    def _savepoint(self, session: Session, envelope: Envelope) -> Outcome | Exception:
-        with bound(correlation=envelope.correlation_id, event=envelope.event_id):
+    def _savepoint(self, session: Session, envelope: Envelope, span: Span | None = None
+                   ) -> Outcome | Exception:
+        with bound(correlation=envelope.correlation_id, event=envelope.event_id), \
+                telemetry.current(span):
             try:
                 with session.begin_nested():
                     return self._apply(session, envelope)
@@ -162,9 +174,14 @@ class Dispatcher:
     def _apply(self, session: Session, envelope: Envelope) -> Outcome:
         """Claim the event in the inbox, then run its handler, in the caller's transaction."""
         handler = self.handlers[envelope.event_type]  # read() refused the event otherwise
-        if not self.inbox.claim(session, envelope):
-            if self.on_duplicate is not None:
-                self.on_duplicate(Context(envelope, session, self.producer, self.resources))
-            return Outcome.DUPLICATE
-        handler(Context(envelope, session, self.producer, self.resources))
-        return Outcome.HANDLED
+        began = time.perf_counter()
+        try:
+            if not self.inbox.claim(session, envelope):
+                if self.on_duplicate is not None:
+                    self.on_duplicate(Context(envelope, session, self.producer, self.resources))
+                return Outcome.DUPLICATE
+            handler(Context(envelope, session, self.producer, self.resources))
+            return Outcome.HANDLED
+        finally:
+            telemetry.handler_duration.record(time.perf_counter() - began, {
+                "school.consumer": self.inbox.consumer, "school.event_type": envelope.event_type})

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, Row, Table, delete, event, func, insert, or_, sel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import telemetry
 from shared.backoff import Backoff
 from shared.db import utc
 from shared.envelope import Envelope
@@ -41,20 +42,41 @@ class Outbox:
 
     def add(self, session: Session, envelope: Envelope) -> None:
         envelope.check_size()  # refuse an oversized event now, in the request, not in the relay
-        rows = [self._row(self.topology.topic.name, None, envelope)]
+        rows = [self._row(self.topology.topic.name, None, envelope, "aws.sns")]
         for queue in self.topology.direct_destinations(envelope.event_type):
-            rows.append(self._row(queue.name, queue.group_id(envelope.data), envelope))
+            rows.append(self._row(queue.name, queue.group_id(envelope.data), envelope, "aws_sqs"))
         session.execute(insert(self.table), rows)
         session.info[WRITTEN] = True  # the runtime wakes its relay once this commits
 
     @staticmethod
-    def _row(destination: str, group_id: str | None, envelope: Envelope) -> dict[str, Any]:
+    def _row(destination: str, group_id: str | None, envelope: Envelope, system: str
+             ) -> dict[str, Any]:
+        # The creation context travels with the row (issue 16): the relay publishes it later.
+        traced = telemetry.created(destination, system, {
+            "correlation_id": envelope.correlation_id, "event_type": envelope.event_type,
+            "event_id": envelope.event_id}, group_id)
+        attributes = envelope.attributes() | traced
+        if traced:
+            envelope.check_size(attributes)  # its few bytes count against the limit too
         return {
             "destination": destination, "group_id": group_id, "dedup_id": envelope.event_id,
             "event_id": envelope.event_id, "event_type": envelope.event_type,
-            "body": envelope.body(), "attributes": json.dumps(envelope.attributes()),
+            "body": envelope.body(), "attributes": json.dumps(attributes),
             "created_at": datetime.now(UTC), "attempts": 0,
         }
+
+
+def telemetry_outcomes(spans: list[Any], batch: list[Row[Any]], result: SendResult) -> None:
+    """What the call made of each row, on its `send` span."""
+    for span, row in zip(spans, batch, strict=True):
+        if row.id in result.sent:
+            if message_id := result.ids.get(row.id):
+                span.set_attribute("messaging.message.id", message_id)
+        elif row.id in result.dead:
+            span.add_event("dead_row", {"reason": result.dead[row.id]})
+            span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, "refused for ever"))
+        else:
+            span.add_event("deferred", {"reason": result.deferred.get(row.id, "")})
 
 
 class Relay:
@@ -145,7 +167,9 @@ class Relay:
             if not batch:
                 continue
             try:
-                result = self.publisher.send(destination, batch)
+                with self.publisher.tracing(destination, batch) as spans:
+                    result = self.publisher.send(destination, batch)
+                    telemetry_outcomes(spans, batch, result)
             except (BotoCoreError, ClientError) as exc:
                 return published, exc
             self._record(batch, result, execute)
@@ -188,6 +212,16 @@ class Relay:
             return int(conn.execute(select(func.count()).select_from(self.table).where(
                 self.table.c.dead_at.is_not(None),
                 self.table.c.published_at.is_(None))).scalar_one())
+
+    def backlog(self) -> tuple[int, float]:
+        """Rows waiting to be published (dead ones not counted), and the age in seconds of the
+        oldest of them (0 when none waits)."""
+        t = self.table
+        with self.engine.connect() as conn:
+            count, oldest = conn.execute(select(func.count(), func.min(t.c.created_at)).where(
+                t.c.published_at.is_(None), t.c.dead_at.is_(None))).one()
+        age = (datetime.now(UTC) - utc(oldest)).total_seconds() if oldest is not None else 0.0
+        return int(count), max(age, 0.0)
 
     def report_dead_rows(self) -> int:
         """Log the dead-row count as a JSON field; a CloudWatch metric filter reads it."""

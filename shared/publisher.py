@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Row
 
+from shared import telemetry
 from shared.envelope import MAX_MESSAGE_BYTES, message_size
 from shared.topology import Topology, physical
 
@@ -43,9 +45,11 @@ class SendResult:
     sent: set[int] = field(default_factory=set)
     dead: dict[int, str] = field(default_factory=dict)
     deferred: dict[int, str] = field(default_factory=dict)
+    ids: dict[int, str] = field(default_factory=dict)  # row -> the MessageId SQS or SNS gave
 
     def merge(self, other: SendResult) -> None:
         self.sent |= other.sent
+        self.ids |= other.ids
         self.dead |= other.dead
         self.deferred |= other.deferred
 
@@ -189,7 +193,9 @@ class Publisher:
             for row in rows:
                 result.merge(self.send(destination, [row]))
             return result
-        result = SendResult(sent={int(ok["Id"]) for ok in reply.get("Successful", [])})
+        accepted = reply.get("Successful", [])
+        result = SendResult(sent={int(ok["Id"]) for ok in accepted},
+                            ids={int(ok["Id"]): str(ok.get("MessageId")) for ok in accepted})
         for failed in reply.get("Failed", []):
             reason = f"{failed.get('Code')}: {failed.get('Message', '')}"[:1000]
             # SenderFault: the entry itself is wrong and will be refused again (SQS API
@@ -197,6 +203,14 @@ class Publisher:
             bucket = result.dead if failed.get("SenderFault") else result.deferred
             bucket[int(failed["Id"])] = reason
         return result
+
+    def tracing(self, destination: str, rows: Sequence[Row[Any]]
+                ) -> AbstractContextManager[list[Any]]:
+        """The `send` spans of one batch call (shared.telemetry.sending)."""
+        topic = destination == self.topology.topic.name
+        return telemetry.sending(list(rows), destination, physical(self.env, destination),
+                                 "aws.sns" if topic else "aws_sqs",
+                                 "PublishBatch" if topic else "SendMessageBatch")
 
     def _call(self, destination: str, rows: Sequence[Row[Any]]) -> dict[str, Any]:
         target = self.target(destination)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import aws, db
+from shared import aws, db, telemetry
 from shared.attempts import AttemptLedger
 from shared.backoff import Backoff
 from shared.consumer import Consumer, ConsumerConfig, Reader
@@ -48,6 +48,7 @@ class Runtime:
     def build(cls, service: Service, settings: Settings) -> Runtime:
         """The runtime of a process of `service`: its database engine, and its resources."""
         engine = db.make_engine(db.database_url(service.name, settings))
+        telemetry.instrument_engine(engine)
         resources = service.resources(settings) if service.resources else None
         return cls(service.name, settings, engine, service.outbox, service.inbox,
                    resources=resources)
@@ -102,6 +103,7 @@ class Runtime:
         relay = Relay(self.engine, outbox, publisher, linger=RELAY_LINGER,
                       retention=timedelta(hours=self.settings.outbox_retention_hours))
         relay.wake_on_commit(self.sessions)
+        telemetry.watch_outbox(relay)
         return relay
 
     def dispatcher(self, handlers: Mapping[str, Handler], **options: Any) -> Dispatcher:

@@ -70,6 +70,7 @@ class Settler:
 
     def dead_letter(self, message: Message, reason: str, detail: str) -> Outcome:
         """Copy to the DLQ with why, keeping the original attributes; the caller deletes it."""
+        message["dlq_reason"] = reason  # for the message's process span (shared.telemetry)
         attrs = dict(message.get("MessageAttributes", {}))
         attrs |= {
             "dlq_reason": {"DataType": "String", "StringValue": reason},

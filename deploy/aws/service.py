@@ -27,6 +27,14 @@ from deploy.aws.access import CONSUME, DEAD_LETTER, PUBLISH, SEND, Access, acces
 from deploy.aws.messaging import MessagingStack, task_role_name
 from deploy.aws.platform import PlatformStack
 from deploy.aws.scan import skip
+from deploy.aws.telemetry import (
+    ADOT_IMAGE,
+    EMF_WRITE,
+    OTLP_HTTP,
+    XRAY_WRITE,
+    collector_config,
+    metrics_log_group,
+)
 from shared.settings import PORTS, ROOT
 from shared.topology import TOPOLOGY, physical
 
@@ -81,6 +89,17 @@ class ServiceStack(Stack):
         skip(self.logs, CKV_AWS_158="CloudWatch Logs encrypts every log group at rest with its "
                                     "own key; the lines carry ids and outcomes, no message "
                                     "bodies, so a customer key adds cost, not protection.")
+        self.metrics_logs = logs.LogGroup(
+            self, "MetricsLogs", log_group_name=metrics_log_group(env_name, service),
+            retention=logs.RetentionDays.ONE_WEEK, removal_policy=RemovalPolicy.DESTROY)
+        skip(self.metrics_logs, CKV_AWS_158="The collector's metric lines: counts and "
+                                            "durations, nothing a customer key would protect.")
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="CollectorWritesMetrics", actions=list(EMF_WRITE),
+            # the group's ARN ends in ":*", which takes in its streams
+            resources=[self.metrics_logs.log_group_arn]))
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="CollectorSendsTraces", actions=list(XRAY_WRITE), resources=["*"]))
         # The build context is the repository; CDK applies its .dockerignore when staging it.
         image = ecs.ContainerImage.from_asset(
             str(ROOT), file="deploy/docker/Dockerfile", build_args={"SERVICE": service},
@@ -176,6 +195,17 @@ class ServiceStack(Stack):
         main = container(role, role, essential=True)
         main.add_container_dependencies(ecs.ContainerDependency(
             container=migrate, condition=ecs.ContainerDependencyCondition.SUCCESS))
+        # The collector: not essential (a task whose collector stopped keeps serving; the
+        # SDK drops what it cannot export), started before the service so no span waits.
+        collector = task.add_container(
+            "otel-collector", image=ecs.ContainerImage.from_registry(ADOT_IMAGE),
+            essential=False, memory_reservation_mib=64,
+            environment={"AOT_CONFIG_CONTENT": collector_config(
+                self.env_name, self.service, self.region)},
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="otel-collector", log_group=self.logs))
+        main.add_environment("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{OTLP_HTTP}")
+        main.add_container_dependencies(ecs.ContainerDependency(
+            container=collector, condition=ecs.ContainerDependencyCondition.START))
         if role == "api":
             main.add_port_mappings(ecs.PortMapping(container_port=PORTS[self.service]))
         return task

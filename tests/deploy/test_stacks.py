@@ -238,11 +238,11 @@ def test_service_stack_runs_api_and_worker_with_migrations_first(
         assert containers["migrate"]["Command"] == ["python", "-m", "shared.serve", "migrate",
                                                     service]
         assert containers["migrate"]["Essential"] is False
-        [role] = set(containers) - {"migrate"}
+        [role] = set(containers) - {"migrate", "otel-collector"}
         roles.add(role)
         main = containers[role]
         assert main["Command"] == ["python", "-m", "shared.serve", role, service]
-        assert main["DependsOn"] == [{"Condition": "SUCCESS", "ContainerName": "migrate"}]
+        assert {"Condition": "SUCCESS", "ContainerName": "migrate"} in main["DependsOn"]
         env = {e["Name"]: e["Value"] for e in main["Environment"]}
         assert env["SCHOOL_ENV"] == ENV and env["DB"] == "postgres"
         assert env[f"{service.upper()}_PORT"] == str(PORTS[service])
@@ -346,3 +346,62 @@ def test_a_queue_s_further_attributes_reach_its_template() -> None:
                            topology=Topology(topic=TOPOLOGY.topic, queues=(spec,)))
     Template.from_stack(stack).has_resource_properties("AWS::SQS::Queue", {
         "QueueName": "t1-jobs.fifo", "DeduplicationScope": "messageGroup", "DelaySeconds": 5})
+
+
+def flat(value: Any) -> str:
+    """A CloudFormation string value, with every reference in it written as <ref>."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(flat(p) for p in parts)
+    return value if isinstance(value, str) else "<ref>"
+
+
+def task_role_statements(template: Any, service: str) -> list[dict[str, Any]]:
+    [role_id] = [rid for rid, r in of_type(template, "AWS::IAM::Role").items()
+                 if r["Properties"].get("RoleName") == f"school-{ENV}-{service}-task"]
+    found = []
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_collector(
+        templates: dict[str, Any], service: str) -> None:
+    from deploy.aws.telemetry import ADOT_IMAGE, EMF_WRITE, XRAY_WRITE
+    stack = templates[service]
+    for task in of_type(stack, "AWS::ECS::TaskDefinition").values():
+        containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+        collector = containers["otel-collector"]
+        assert collector["Image"] == ADOT_IMAGE and collector["Essential"] is False
+        env = {e["Name"]: flat(e["Value"]) for e in collector["Environment"]}
+        config = json.loads(env["AOT_CONFIG_CONTENT"])
+        assert config["receivers"] == {
+            "otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:4318"}}}}
+        pipelines = config["service"]["pipelines"]
+        assert pipelines["traces"]["exporters"] == ["awsxray"]
+        assert pipelines["metrics"]["exporters"] == ["awsemf"]
+        emf = config["exporters"]["awsemf"]
+        assert (emf["namespace"], emf["log_group_name"]) == (
+            f"School/{ENV}", f"/school/{ENV}/{service}/metrics")
+        [main] = set(containers) - {"migrate", "otel-collector"}
+        main_env = {e["Name"]: e["Value"] for e in containers[main]["Environment"]}
+        assert main_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+        assert {"Condition": "START", "ContainerName": "otel-collector"} in containers[main][
+            "DependsOn"]
+    # the task role: X-Ray's two write actions, which IAM accepts only on "*", and writing
+    # to the service's own metrics log group; no other X-Ray or Logs action, nothing else on *
+    [metrics_group] = [lid for lid, g in of_type(stack, "AWS::Logs::LogGroup").items()
+                       if g["Properties"]["LogGroupName"] == f"/school/{ENV}/{service}/metrics"]
+    telemetry = {}
+    for statement in task_role_statements(stack, service):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        if any(a.startswith(("xray:", "logs:")) for a in actions):
+            telemetry[statement["Sid"]] = (sorted(actions), statement["Resource"])
+        else:
+            assert statement["Resource"] != "*", statement
+    assert telemetry == {
+        "CollectorSendsTraces": (sorted(XRAY_WRITE), "*"),
+        "CollectorWritesMetrics": (sorted(EMF_WRITE), {"Fn::GetAtt": [metrics_group, "Arn"]})}

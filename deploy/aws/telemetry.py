@@ -1,0 +1,41 @@
+"""Each task's AWS Distro for OpenTelemetry collector (issue 16): the services export OTLP/HTTP
+to it on the task's loopback (shared/telemetry.py), and it sends traces to X-Ray and metrics to
+CloudWatch (as embedded-metric-format log lines in the service's metrics log group)."""
+
+from __future__ import annotations
+
+import json
+
+# Pinned: the collector's configuration keys change between releases.
+ADOT_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.49.0"
+OTLP_HTTP = "127.0.0.1:4318"  # the collector listens on the task's loopback only
+# X-Ray's two write actions have no resource type: IAM accepts only "*" for them.
+XRAY_WRITE = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+# What the EMF exporter does in a log group that exists (the stack creates it).
+EMF_WRITE = ("logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")
+
+
+def metrics_log_group(env_name: str, service: str) -> str:
+    return f"/school/{env_name}/{service}/metrics"
+
+
+def collector_config(env_name: str, service: str, region: str) -> str:
+    """The collector's configuration (given in AOT_CONFIG_CONTENT): OTLP/HTTP in; traces to
+    X-Ray; metrics to CloudWatch in the namespace School/<env>, one dimension set each."""
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": OTLP_HTTP}}}},
+        "processors": {"batch": {"timeout": "10s"}},
+        "exporters": {
+            "awsxray": {"region": region},
+            "awsemf": {"region": region, "namespace": f"School/{env_name}",
+                       "log_group_name": metrics_log_group(env_name, service),
+                       "log_stream_name": "{TaskId}",
+                       "dimension_rollup_option": "NoDimensionRollup"},
+        },
+        "service": {"pipelines": {
+            "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["awsxray"]},
+            "metrics": {"receivers": ["otlp"], "processors": ["batch"],
+                        "exporters": ["awsemf"]},
+        }},
+    }
+    return json.dumps(config, indent=1)  # JSON is YAML: the collector reads it as its config

@@ -1,0 +1,157 @@
+"""The trace context survives the outbox (issue 16): a row written in a request carries its
+creation context, and a relay that publishes it much later, in another thread with no current
+span, still sends it as the request's trace; the consumer's process span continues it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import sessionmaker
+
+from shared import telemetry
+from shared.envelope import MAX_MESSAGE_BYTES, Envelope, MessageTooLarge
+from shared.events import CATALOGUE
+from shared.outbox import Outbox, Relay
+from shared.publisher import Publisher
+from shared.tables import platform_metadata
+from shared.topology import TOPOLOGY
+
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sdk() -> Any:
+    """The SDK with an in-memory exporter, for this process (a provider is set only once)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)
+    yield
+    EXPORTER.clear()
+
+
+class Clients:
+    """SQS and SNS as the relay sees them: what each batch call carried, accepted."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[dict[str, Any]]]] = []
+        self.meta = type("Meta", (), {"region_name": "us-east-1"})()
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+        self.calls.append((QueueUrl, Entries))
+        return {"Successful": [{"Id": e["Id"], "MessageId": f"m-{e['Id']}"} for e in Entries]}
+
+    def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[Any]) -> Any:  # noqa: N803
+        self.calls.append((TopicArn, PublishBatchRequestEntries))
+        return {"Successful": [{"Id": e["Id"], "MessageId": f"t-{e['Id']}"}
+                               for e in PublishBatchRequestEntries]}
+
+    def get_queue_url(self, QueueName: str) -> Any:  # noqa: N803
+        return {"QueueUrl": f"http://sqs/{QueueName}"}
+
+    def get_caller_identity(self) -> Any:
+        return {"Account": "000000000000", "Arn": "arn:aws:iam::000000000000:root"}
+
+
+def test_a_row_written_in_a_request_is_published_later_in_its_trace(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'outbox.sqlite'}")
+    metadata = platform_metadata(outbox=True)
+    metadata.create_all(engine)
+    table = metadata.tables["outbox"]
+    sessions = sessionmaker(engine)
+    outbox = Outbox(table, TOPOLOGY)
+    envelope = CATALOGUE.new("enrollment.requested", {
+        "enrollment_id": "e-1", "student_id": "s-1", "course_id": "c-1", "amount_cents": 4990,
+        "currency": "USD", "payment_token": "tok_ok"}, correlation_id="corr-1")
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("POST /enrollments") as request, \
+            sessions.begin() as session:
+        outbox.add(session, envelope)
+    request_context = request.get_span_context()
+
+    # much later, in the relay's thread, where no span is current
+    clients = Clients()
+    relay = Relay(engine, table, Publisher(clients, clients, TOPOLOGY, "t", sts=clients))
+    time.sleep(0.2)
+    thread = threading.Thread(target=relay.run_once)
+    thread.start()
+    thread.join()
+
+    spans = {s.name: s for s in EXPORTER.get_finished_spans()}
+    with engine.connect() as conn:
+        rows = conn.execute(select(table)).all()
+    assert {r.destination for r in rows} == {"school-events", "payment-requests.fifo"}
+    for row in rows:
+        stored = json.loads(row.attributes)[telemetry.TRACEPARENT]["StringValue"]
+        create = spans[f"create {row.destination}"]
+        send = spans[f"send {row.destination}"]
+        # the row holds its create span's context, a child of the request's span
+        assert stored.split("-")[:3] == [
+            "00", f"{create.context.trace_id:032x}", f"{create.context.span_id:016x}"]
+        assert create.parent.span_id == request_context.span_id
+        assert create.kind is trace.SpanKind.PRODUCER
+        # the relay's send span continues that trace, though the request ended long ago
+        assert send.context.trace_id == request_context.trace_id
+        assert send.parent.span_id == create.context.span_id
+        assert send.start_time > request.end_time
+        # and what it sent carries the creation context, unchanged
+        [entry] = [e for _, entries in clients.calls for e in entries if e["Id"] == str(row.id)]
+        assert entry["MessageAttributes"][telemetry.TRACEPARENT]["StringValue"] == stored
+        assert send.attributes["messaging.message.id"] in (f"m-{row.id}", f"t-{row.id}")
+    fifo = spans["send payment-requests.fifo"].attributes
+    assert fifo["messaging.system"] == "aws_sqs" and fifo[telemetry.GROUP_ID] == "s-1"
+    assert spans["send school-events"].attributes["messaging.system"] == "aws.sns"
+
+    # the consumer: its process span is a child of the creation context the message carries
+    [(_, [entry])] = [(t, e) for t, e in clients.calls if t.endswith("payment-requests.fifo")]
+    message = {"MessageId": "m-1", "Body": entry["MessageBody"],
+               "MessageAttributes": entry["MessageAttributes"],
+               "Attributes": {"MessageGroupId": "s-1", "ApproximateReceiveCount": "1"}}
+    process = telemetry.processing("payment-requests.fifo", "t-payment-requests.fifo", message)
+    telemetry.settled(process, "payment-requests.fifo", "retry", retry_in_s=2,
+                      error=RuntimeError("x"))
+    finished = EXPORTER.get_finished_spans()[-1]
+    assert finished.name == "process payment-requests.fifo"
+    assert finished.parent.span_id == spans["create payment-requests.fifo"].context.span_id
+    assert finished.context.trace_id == request_context.trace_id
+    assert [e.name for e in finished.events] == ["retry", "exception"]
+    assert finished.status.status_code is trace.StatusCode.ERROR
+
+
+def test_the_traceparent_counts_against_the_message_limits() -> None:
+    """With the traceparent, the envelope's attributes and the three a dead-lettered copy adds
+    stay within SQS's ten; and the size limit counts the traceparent's bytes."""
+    envelope = CATALOGUE.new("student.registered", {"student_id": "s", "email": "ada@example.com",
+                                                    "name": "A"}, correlation_id="c")
+    dead_letter = {"dlq_reason", "dlq_error", "source_queue"}
+    assert len(envelope.attributes()) + 1 + len(dead_letter) <= 10
+    tracer = trace.get_tracer("test")
+    padding = MAX_MESSAGE_BYTES - len(Envelope(**{**envelope.__dict__, "data": {}}).body())
+    big = Envelope(**{**envelope.__dict__, "data": {"x": "y" * (padding - 150)}})
+    big.check_size()  # fits without the traceparent...
+    engine = create_engine("sqlite://")
+    metadata = platform_metadata(outbox=True)
+    metadata.create_all(engine)
+    with tracer.start_as_current_span("request"), sessionmaker(engine).begin() as session, \
+            pytest.raises(MessageTooLarge):
+        Outbox(metadata.tables["outbox"], TOPOLOGY).add(session, big)  # ...not with it
+
+
+def test_without_an_endpoint_nothing_is_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert not telemetry.enabled()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert telemetry.enabled()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert not telemetry.enabled()
