@@ -13,7 +13,7 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 
 .DEFAULT_GOAL := help
 .PHONY: help venv up down demo status test test-unit bench lint typecheck clean \
-        synth deploy diff chaos
+        synth deploy diff chaos traces
 
 help: ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ down: ## stop anything a `make up` left running
 
 demo: $(BIN)/.installed ## a narrated scenario of every service and failure path, against `make up`
 	@$(BIN)/python -m deploy.local.demo
+
+traces: $(BIN)/.installed ## receive OTLP/HTTP on 127.0.0.1:4318 and print each trace; TRACES_ARGS="--svg DIR"
+	@$(BIN)/python -m deploy.local.traces $(TRACES_ARGS)
 
 status: $(BIN)/.installed ## show every queue and DLQ (school status) of SCHOOL_ENV (default dev)
 	@AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} \
