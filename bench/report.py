@@ -14,7 +14,8 @@ PARTS = {"raw": "raw emulator limits (one client, one thread)",
          "grading": "grading (assignment worker processes)",
          "hops": "SQS + SNS calls, counted by the proxy",
          "idle": "idle ReceiveMessage calls",
-         "api": "POST /enrollments against a raw SendMessage"}
+         "api": "POST /enrollments against a raw SendMessage",
+         "tracing": "tracing off and on (OTLP/HTTP export)"}
 
 
 @dataclass

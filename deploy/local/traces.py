@@ -236,18 +236,19 @@ def svg(spans: list[Span], every: bool = False) -> str:
     start = min(s.start for s in spans)
     total = max(max(s.end for s in spans) - start, 1)
     label_width, bar_width, row, top = 430, 560, 22, 46
-    width, height = label_width + bar_width + 90, top + row * len(rows) + 40
+    width, height = label_width + bar_width + 200, top + row * len(rows) + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="10" y="20" font-size="14" font-weight="bold">'
            f'{html.escape(tree(spans, every).splitlines()[0])}</text>']
-    for tick in range(0, 11):
-        x = label_width + bar_width * tick / 10
+    for tick in range(0, 6):
+        x = label_width + bar_width * tick / 5
+        at = total * tick / 5 / 1e9
         out.append(f'<line x1="{x:.1f}" y1="{top - 12}" x2="{x:.1f}" y2="{height - 30}" '
                    f'stroke="#e4e4e4"/>')
         out.append(f'<text x="{x:.1f}" y="{top - 16}" text-anchor="middle" fill="#666">'
-                   f'{total * tick / 10 / 1e6:.0f} ms</text>')
+                   f'{f"{at:.2f} s" if total >= 2e9 else f"{at * 1000:.0f} ms"}</text>')
     for index, (depth, span) in enumerate(rows):
         y = top + index * row
         x = label_width + bar_width * (span.start - start) / total

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from deploy.local.traces import Receiver, Span, receiving
+from deploy.local.traces import Receiver, Span, receiving, svg, tree
+from shared.settings import ROOT
 from tests.support.messages import wait_for
 from tests.support.school import School
 
@@ -70,9 +71,24 @@ def request_trace(receiver: Receiver, correlation: str, needs: Any, what: str) -
         raise AssertionError(f"{exc}; spans received: {sorted(seen.items())}") from None
 
 
+def drawn(spans: list[Span], name: str) -> None:
+    """Keep the trace as text and as a picture under var/traces/ (the README's is one)."""
+    folder = ROOT / "var" / "traces"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_text(tree(spans) + "\n")
+    (folder / f"{name}.svg").write_text(svg(spans))
+
+
 def processed(spans: list[Span], service: str, event_type: str) -> list[Span]:
     return [s for s in spans if s.service == service and s.kind == "consumer"
             and s.attributes.get("school.event_type") == event_type]
+
+
+def complete(spans: list[Span]) -> bool:
+    """The saga's last hop has arrived: enrollment.confirmed at notification and analytics."""
+    return bool(processed(spans, "enrollment", "payment.succeeded")
+                and processed(spans, "notification", "enrollment.confirmed")
+                and processed(spans, "analytics", "enrollment.confirmed"))
 
 
 def connected(spans: list[Span]) -> None:
@@ -92,12 +108,9 @@ def test_one_paid_enrollment_is_one_trace_through_every_process(
         correlation_id="trace-paid")
     school.wait_status(reply.json()["id"], "active")
 
-    def complete(spans: list[Span]) -> bool:
-        return bool(processed(spans, "enrollment", "payment.succeeded")
-                    and processed(spans, "notification", "enrollment.confirmed")
-                    and processed(spans, "analytics", "enrollment.confirmed"))
     spans = request_trace(receiver, "trace-paid", complete, "the paid enrollment's trace")
     connected(spans)
+    drawn(spans, "paid-enrollment")
     processes = {(s.service, s.process) for s in spans}
     assert {("enrollment", "api"), ("enrollment", "worker"), ("payment", "worker"),
             ("notification", "worker"), ("analytics", "worker")} <= processes, processes
@@ -143,9 +156,9 @@ def test_a_retried_payment_shows_each_failed_attempt_in_the_trace(
         "student_id": school.student(), "course_id": school.course(),
         "payment_token": "tok_flaky_2"}, correlation_id="trace-flaky")
     school.wait_status(reply.json()["id"], "active", timeout=60)
-    spans = request_trace(receiver, "trace-flaky", lambda spans: processed(
-        spans, "enrollment", "payment.succeeded"), "the flaky payment's trace")
+    spans = request_trace(receiver, "trace-flaky", complete, "the flaky payment's trace")
     connected(spans)
+    drawn(spans, "flaky-payment")
     attempts = processed(spans, "payment", "enrollment.requested")
     assert [s.attributes["school.outcome"] for s in attempts] == ["retry", "retry", "handled"]
     for failed in attempts[:2]:
@@ -165,6 +178,7 @@ def test_a_dead_lettered_payment_ends_its_trace_with_the_reason(
         s.attributes.get("school.outcome") == "dead_lettered"
         for s in processed(spans, "payment", "enrollment.requested")), "the dead-lettered trace")
     connected(spans)
+    drawn(spans, "dead-lettered-payment")
     attempts = processed(spans, "payment", "enrollment.requested")
     outcomes = Counter(s.attributes["school.outcome"] for s in attempts)
     assert outcomes["dead_lettered"] == 1 and outcomes["retry"] >= 1, outcomes
