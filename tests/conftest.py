@@ -191,3 +191,26 @@ def school_stack(sqs, sns, settings, db_kind, tmp_path_factory, mailbox
     yield from service_stack(SERVICES, name, sqs, sns, settings, db_kind, tmp_path_factory,
                              {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mailbox.port),
                               "SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "4"})
+
+
+@pytest.fixture(scope="session")
+def _tracer_provider():  # type: ignore[no-untyped-def]
+    """The OpenTelemetry SDK with an in-memory exporter, for this test process: a provider can
+    be set only once per process, so every test that looks at spans shares it."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.fixture
+def finished_spans(_tracer_provider):  # type: ignore[no-untyped-def]
+    """The spans this test ends (the exporter is emptied before it)."""
+    _tracer_provider.clear()
+    return _tracer_provider
+

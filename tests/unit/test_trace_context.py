@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
@@ -26,17 +24,10 @@ from shared.publisher import Publisher
 from shared.tables import platform_metadata
 from shared.topology import TOPOLOGY
 
-EXPORTER = InMemorySpanExporter()
 
-
-@pytest.fixture(scope="module", autouse=True)
-def sdk() -> Any:
-    """The SDK with an in-memory exporter, for this process (a provider is set only once)."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-    trace.set_tracer_provider(provider)
-    yield
-    EXPORTER.clear()
+@pytest.fixture(autouse=True)
+def exporter(finished_spans: InMemorySpanExporter) -> InMemorySpanExporter:
+    return finished_spans
 
 
 class Clients:
@@ -62,7 +53,8 @@ class Clients:
         return {"Account": "000000000000", "Arn": "arn:aws:iam::000000000000:root"}
 
 
-def test_a_row_written_in_a_request_is_published_later_in_its_trace(tmp_path: Path) -> None:
+def test_a_row_written_in_a_request_is_published_later_in_its_trace(
+        tmp_path: Path, exporter: InMemorySpanExporter) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'outbox.sqlite'}")
     metadata = platform_metadata(outbox=True)
     metadata.create_all(engine)
@@ -86,7 +78,7 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(tmp_path: Pa
     thread.start()
     thread.join()
 
-    spans = {s.name: s for s in EXPORTER.get_finished_spans()}
+    spans = {s.name: s for s in exporter.get_finished_spans()}
     with engine.connect() as conn:
         rows = conn.execute(select(table)).all()
     assert {r.destination for r in rows} == {"school-events", "payment-requests.fifo"}
@@ -119,7 +111,7 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(tmp_path: Pa
     process = telemetry.processing("payment-requests.fifo", "t-payment-requests.fifo", message)
     telemetry.settled(process, "payment-requests.fifo", "retry", retry_in_s=2,
                       error=RuntimeError("x"))
-    finished = EXPORTER.get_finished_spans()[-1]
+    finished = exporter.get_finished_spans()[-1]
     assert finished.name == "process payment-requests.fifo"
     assert finished.parent.span_id == spans["create payment-requests.fifo"].context.span_id
     assert finished.context.trace_id == request_context.trace_id
