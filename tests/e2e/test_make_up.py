@@ -21,6 +21,7 @@ import pytest
 
 from deploy.local import localstack
 from deploy.local.localstack import free_port
+from deploy.local.traces import Receiver, receiving
 from shared import db
 from shared.settings import ROOT, SERVICES
 from shared.topology import TOPOLOGY, physical
@@ -83,13 +84,20 @@ def survive_a_killed_worker(up: subprocess.Popen[str], output: list[str], run_di
 # Start-up, the demo (with its minute for a killed worker's messages to come back) and a kill.
 @pytest.mark.timeout(600)
 def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str) -> None:
+    with receiving() as (receiver, otlp):  # make up passes the OTEL_* variables to everyone
+        up_demo_kill_stop(tmp_path, db_kind, receiver, {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_BSP_SCHEDULE_DELAY": "500"})
+
+
+def up_demo_kill_stop(tmp_path: Path, db_kind: str, receiver: Receiver,
+                      otel: dict[str, str]) -> None:
     endpoint, smtp_port, env_name = (f"http://127.0.0.1:{free_port()}", free_port(),
                                      "up" + uuid.uuid4().hex[:8])
     urls = database_urls(db_kind, tmp_path)
     env = os.environ | {"AWS_ENDPOINT_URL": endpoint, "SCHOOL_ENV": env_name,
                         "SMTP_PORT": str(smtp_port), "SCHOOL_VAR_DIR": str(tmp_path),
                         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT)}
+                        "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT), **otel}
     env |= {f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()}
     ports = {s: free_port() for s in SERVICES}  # not the contract's: a `make up` may be running
     env |= {f"{s.upper()}_PORT": str(p) for s, p in ports.items()}
@@ -146,6 +154,9 @@ def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str
         # Fay, Gus and Hal 1 each (confirmed)
         wait_for(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 14, 30,
                  "the demo's 14 emails in the SMTP sink")
+        processes = {(s, p) for s in SERVICES for p in ("api", "worker")}
+        wait_for(lambda: processes <= {(s.service, s.process) for s in list(receiver.spans)},
+                 30, "spans from every API and worker of the Procfile")
         survive_a_killed_worker(up, output, tmp_path / "run",
                                 School({s: f"http://127.0.0.1:{p}" for s, p in ports.items()}))
         assert sqs.get_queue_url(QueueName=f"{env_name}-marker")["QueueUrl"] == marker
