@@ -1,6 +1,7 @@
 """Part `tracing` (issue 16): what tracing costs. The same measurements with tracing off (no
-OTLP endpoint: the OpenTelemetry API is a no-op) and on (every span and metric exported over
-OTLP/HTTP to a receiver in the bench's own process), alternately in each run:
+OTLP endpoint: the OpenTelemetry API is a no-op), on (every span and metric exported over
+OTLP/HTTP to a receiver in the bench's own process), and on without the SQLAlchemy spans
+(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy), one after another in each run:
 
 - the consumer rate of analytics (standard queue) and payment (FIFO, 20 groups), as part 2
   measures it;
@@ -37,7 +38,9 @@ class TracingOptions:
 
 
 def modes(endpoint: str) -> list[tuple[str, dict[str, str]]]:
-    return [("off", {}), ("on", {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **FAST_EXPORT})]
+    on = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **FAST_EXPORT}
+    return [("off", {}), ("on", on),
+            ("on without SQL spans", on | {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"})]
 
 
 def consumer_rate(bench: Bench, case: Case, env: dict[str, str]) -> float:
@@ -107,8 +110,9 @@ def measure(bench: Bench, opts: TracingOptions, results: Results) -> None:
                 results.add("tracing", f"{case.key}.{mode}",
                             f"{case.label}, tracing {mode} (msgs/s)", "msgs/s", rate)
                 say(f"  {case.label}, tracing {mode}: {time.monotonic() - started:.0f} s")
-            results.ratio("tracing", f"{case.key}.ratio", "  ratio on / off",
-                          rates[case.key]["on"], rates[case.key]["off"])
+            for mode in list(rates[case.key])[1:]:
+                results.ratio("tracing", f"{case.key}.ratio.{mode}", f"  ratio {mode} / off",
+                              rates[case.key][mode], rates[case.key]["off"])
         latency: dict[str, tuple[float, float]] = {}
         for mode, env in modes(endpoint):
             latency[mode] = api_latency(bench, opts, env, mode)
@@ -118,8 +122,9 @@ def measure(bench: Bench, opts: TracingOptions, results: Results) -> None:
             results.add("tracing", f"tracing.api.{mode}.p99",
                         f"POST /enrollments p99, tracing {mode}", "ms", p99)
             done(f"POST /enrollments, tracing {mode}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-        results.ratio("tracing", "tracing.api.ratio_p50", "  POST p50 ratio on / off",
-                      latency["on"][0], latency["off"][0])
+        for mode in list(latency)[1:]:
+            results.ratio("tracing", f"tracing.api.ratio_p50.{mode}",
+                          f"  POST p50 ratio {mode} / off", latency[mode][0], latency["off"][0])
         results.detail("tracing.exported", exported(receiver))
 
 

@@ -41,7 +41,9 @@ class Outbox:
     topology: Topology
 
     def add(self, session: Session, envelope: Envelope) -> None:
-        envelope.check_size()  # refuse an oversized event now, in the request, not in the relay
+        # Refuse an oversized event now, in the request, not in the relay; with the room its
+        # traceparent may take, traced here or not.
+        envelope.check_size(envelope.attributes() | telemetry.RESERVED)
         rows = [self._row(self.topology.topic.name, None, envelope, "aws.sns")]
         for queue in self.topology.direct_destinations(envelope.event_type):
             rows.append(self._row(queue.name, queue.group_id(envelope.data), envelope, "aws_sqs"))
@@ -52,12 +54,9 @@ class Outbox:
     def _row(destination: str, group_id: str | None, envelope: Envelope, system: str
              ) -> dict[str, Any]:
         # The creation context travels with the row (issue 16): the relay publishes it later.
-        traced = telemetry.created(destination, system, {
+        attributes = envelope.attributes() | telemetry.created(destination, system, {
             "correlation_id": envelope.correlation_id, "event_type": envelope.event_type,
             "event_id": envelope.event_id}, group_id)
-        attributes = envelope.attributes() | traced
-        if traced:
-            envelope.check_size(attributes)  # its few bytes count against the limit too
         return {
             "destination": destination, "group_id": group_id, "dedup_id": envelope.event_id,
             "event_id": envelope.event_id, "event_type": envelope.event_type,
@@ -66,6 +65,7 @@ class Outbox:
         }
 
 
+@telemetry.guarded(None)
 def telemetry_outcomes(spans: list[Any], batch: list[Row[Any]], result: SendResult) -> None:
     """What the call made of each row, on its `send` span."""
     for span, row in zip(spans, batch, strict=True):
@@ -169,10 +169,10 @@ class Relay:
             try:
                 with self.publisher.tracing(destination, batch) as spans:
                     result = self.publisher.send(destination, batch)
+                    self._record(batch, result, execute)
                     telemetry_outcomes(spans, batch, result)
             except (BotoCoreError, ClientError) as exc:
                 return published, exc
-            self._record(batch, result, execute)
             # A refused row holds back the rest of its FIFO group: order is kept, nothing skipped.
             blocked |= {(r.destination, r.group_id) for r in batch
                         if r.id not in result.sent and r.group_id is not None}

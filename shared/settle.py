@@ -70,7 +70,6 @@ class Settler:
 
     def dead_letter(self, message: Message, reason: str, detail: str) -> Outcome:
         """Copy to the DLQ with why, keeping the original attributes; the caller deletes it."""
-        message["dlq_reason"] = reason  # for the message's process span (shared.telemetry)
         attrs = dict(message.get("MessageAttributes", {}))
         attrs |= {
             "dlq_reason": {"DataType": "String", "StringValue": reason},
@@ -87,6 +86,7 @@ class Settler:
         except (BotoCoreError, ClientError) as exc:
             log.error("could not dead-letter (%s): %s; will retry", reason, exc)
             return self.retry(message, exc, self.config.retry_delay(self._receives(message)), "-")
+        message["dlq_reason"] = reason  # for the message's process span (shared.telemetry)
         log.error("dead-lettered: %s: %s", reason, detail[:300],
                   extra={"outcome": Outcome.DEAD_LETTERED.value})
         return Outcome.DEAD_LETTERED

@@ -24,13 +24,15 @@ relay's polling) starts no trace (`JourneysOnly`).
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -41,6 +43,11 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 # The message attribute that carries the creation context (W3C Trace Context). It makes four
 # attributes with the envelope's three; a dead-lettered copy adds three more: 7 of SQS's 10.
 TRACEPARENT = "traceparent"
+# What the attribute takes at most, counted against the 256 KiB limit whether or not this
+# process traces: an upstream context passes through a process that does not (the API's no-op
+# tracer keeps it), so the limit must not depend on which services trace.
+RESERVED = {TRACEPARENT: {"DataType": "String",
+                          "StringValue": f"00-{'0' * 32}-{'0' * 16}-00"}}
 _W3C = TraceContextTextMapPropagator()
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
               "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -48,6 +55,8 @@ _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 # (messaging.rocketmq.message.group, messaging.gcp_pubsub.message.ordering_key).
 GROUP_ID = "messaging.aws_sqs.message.group_id"
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 tracer = trace.get_tracer("school.messaging")
 meter = metrics.get_meter("school.messaging")
 consumed = meter.create_counter(
@@ -63,6 +72,21 @@ publish_duration = meter.create_histogram(
 
 _lock = threading.Lock()
 _configured: bool | None = None
+
+
+def guarded(fallback: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Telemetry must never cost a message: a failure in it is logged and `fallback` returned,
+    and the publishing or handling goes on."""
+    def wrap(func: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> T:
+            try:
+                return func(*args, **kwargs)
+            except Exception:
+                log.exception("telemetry failed in %s; going on without it", func.__name__)
+                return fallback  # type: ignore[no-any-return]
+        return call
+    return wrap
 
 
 def enabled() -> bool:
@@ -100,15 +124,26 @@ def _start_sdk(service: str, process: str) -> None:
                                 "school.process": process})
     sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ParentBased(JourneysOnly())
     provider = TracerProvider(resource=resource, sampler=sampler)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    general = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if general or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    metrics.set_meter_provider(MeterProvider(
-        resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]))
+    readers = [PeriodicExportingMetricReader(OTLPMetricExporter())] if (
+        general or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")) else []
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+
+
+def switched_off() -> set[str]:
+    """Instrumentations named in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS (`sqlalchemy`, `flask`):
+    the standard variable of OpenTelemetry's Python auto-instrumentation, honoured here too. The
+    messaging spans (create, send, process) are the project's own and always on with tracing."""
+    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip().lower() for name in raw.split(",") if name.strip()}
 
 
 def instrument_engine(engine: Any) -> None:
     """Trace the statements of the process's database engine, when tracing is on."""
-    if _configured:
+    if _configured and "sqlalchemy" not in switched_off():
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         # 0.66b1 declares SQLAlchemy below 2.1; the engine events it listens to are unchanged
@@ -119,7 +154,7 @@ def instrument_engine(engine: Any) -> None:
 
 def instrument_app(app: Any) -> None:
     """Trace the Flask app's requests (not its health probes), when tracing is on."""
-    if _configured:
+    if _configured and "flask" not in switched_off():
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,readyz")
 
@@ -148,6 +183,7 @@ class JourneysOnly(Sampler):
 
 # --- the outbox --------------------------------------------------------------------------------
 
+@guarded({})
 def created(destination: str, system: str, event: Mapping[str, Any],
             group_id: str | None) -> dict[str, dict[str, str]]:
     """Start and end a message's `create` span under the current span; its context as the
@@ -168,6 +204,7 @@ def created(destination: str, system: str, event: Mapping[str, Any],
     return {TRACEPARENT: {"DataType": "String", "StringValue": carrier[TRACEPARENT]}}
 
 
+@guarded(None)
 def message_context(attributes: Mapping[str, Any]) -> otel_context.Context | None:
     """The creation context a message carries in its `traceparent` attribute, if any."""
     value = (attributes.get(TRACEPARENT) or {}).get("StringValue")
@@ -182,6 +219,20 @@ def sending(rows: list[Any], destination: str, target: str, system: str,
             operation: str) -> Iterator[list[Span]]:
     """One `send` span per row, each the child of its row's creation context (a batch span
     with links would leave the relay out of every request's trace), around one batch call."""
+    spans = _send_spans(rows, destination, target, system, operation)
+    began = time.perf_counter()
+    try:
+        yield spans
+    except Exception as exc:
+        _failed(spans, exc)
+        raise
+    finally:
+        _sent(spans, began, target, operation)
+
+
+@guarded([])
+def _send_spans(rows: list[Any], destination: str, target: str, system: str,
+                operation: str) -> list[Span]:
     spans = []
     for row in rows:
         attributes: dict[str, Any] = {
@@ -194,24 +245,27 @@ def sending(rows: list[Any], destination: str, target: str, system: str,
         parent = message_context(json.loads(row.attributes))
         spans.append(tracer.start_span(f"send {destination}", context=parent,
                                        kind=SpanKind.PRODUCER, attributes=attributes))
-    began = time.perf_counter()
-    try:
-        yield spans
-    except Exception as exc:
-        for span in spans:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        raise
-    finally:
-        publish_duration.record(time.perf_counter() - began,
-                                {"messaging.destination.name": target,
-                                 "messaging.operation.name": operation})
-        for span in spans:
-            span.end()
+    return spans
+
+
+@guarded(None)
+def _failed(spans: list[Span], exc: Exception) -> None:
+    for span in spans:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+
+@guarded(None)
+def _sent(spans: list[Span], began: float, target: str, operation: str) -> None:
+    publish_duration.record(time.perf_counter() - began, {
+        "messaging.destination.name": target, "messaging.operation.name": operation})
+    for span in spans:
+        span.end()
 
 
 # --- the consumer ------------------------------------------------------------------------------
 
+@guarded(None)
 def processing(queue: str, physical_name: str, message: Mapping[str, Any]) -> Span:
     """The `process` span of a received message, a child of its creation context."""
     attributes: dict[str, Any] = {
@@ -244,6 +298,7 @@ def current(span: Span | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
+@guarded(None)
 def settled(span: Span | None, queue: str, outcome: str, **details: Any) -> None:
     """End a `process` span with its outcome, as an event (and an error status when the
     handler failed), and count the outcome."""

@@ -21,15 +21,16 @@ def metrics_log_group(env_name: str, service: str) -> str:
 
 def collector_config(env_name: str, service: str, region: str) -> str:
     """The collector's configuration (given in AOT_CONFIG_CONTENT): OTLP/HTTP in; traces to
-    X-Ray; metrics to CloudWatch in the namespace School/<env>, one dimension set each."""
+    X-Ray; metrics to CloudWatch in the namespace School/<env>/<service>."""
     config = {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": OTLP_HTTP}}}},
         "processors": {"batch": {"timeout": "10s"}},
         "exporters": {
             "awsxray": {"region": region},
-            "awsemf": {"region": region, "namespace": f"School/{env_name}",
+            # A namespace per service: the metrics carry no service attribute of their own.
+            "awsemf": {"region": region, "namespace": f"School/{env_name}/{service}",
                        "log_group_name": metrics_log_group(env_name, service),
-                       "log_stream_name": "{TaskId}",
+                       "log_stream_name": "otel-metrics",
                        "dimension_rollup_option": "NoDimensionRollup"},
         },
         "service": {"pipelines": {

@@ -128,6 +128,11 @@ class Receiver:
         with self.lock:
             return [(a, v) for s, n, a, v in self.points if s == service and n == name]
 
+    def forget(self, trace_id: str) -> None:
+        """Drop a trace's spans (`make traces` keeps only what it has not printed yet)."""
+        with self.lock:
+            self.spans = [s for s in self.spans if s.trace_id != trace_id]
+
     def settled(self, quiet: float) -> list[str]:
         """Trace ids no span has arrived for in `quiet` seconds; each is returned once."""
         now = time.monotonic()
@@ -290,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
                 for trace_id in receiver.settled(args.quiet):
                     spans = receiver.trace(trace_id)
+                    receiver.forget(trace_id)  # a late span of it starts a trace of its own
                     if all(s.database for s in spans):
                         continue
                     print(tree(spans, args.all) + "\n", flush=True)

@@ -384,7 +384,7 @@ def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_coll
         assert pipelines["metrics"]["exporters"] == ["awsemf"]
         emf = config["exporters"]["awsemf"]
         assert (emf["namespace"], emf["log_group_name"]) == (
-            f"School/{ENV}", f"/school/{ENV}/{service}/metrics")
+            f"School/{ENV}/{service}", f"/school/{ENV}/{service}/metrics")
         [main] = set(containers) - {"migrate", "otel-collector"}
         main_env = {e["Name"]: e["Value"] for e in containers[main]["Environment"]}
         assert main_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"

@@ -133,9 +133,14 @@ def test_the_traceparent_counts_against_the_message_limits() -> None:
     engine = create_engine("sqlite://")
     metadata = platform_metadata(outbox=True)
     metadata.create_all(engine)
+    outbox = Outbox(metadata.tables["outbox"], TOPOLOGY)
     with tracer.start_as_current_span("request"), sessionmaker(engine).begin() as session, \
             pytest.raises(MessageTooLarge):
-        Outbox(metadata.tables["outbox"], TOPOLOGY).add(session, big)  # ...not with it
+        outbox.add(session, big)  # ...not with it
+    # the same limit where nothing is traced: an upstream context may pass through anyway
+    with sessionmaker(engine).begin() as session, pytest.raises(MessageTooLarge):
+        outbox.add(session, big)
+    assert len(telemetry.RESERVED[telemetry.TRACEPARENT]["StringValue"]) == 55
 
 
 def test_without_an_endpoint_nothing_is_set_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,3 +152,57 @@ def test_without_an_endpoint_nothing_is_set_up(monkeypatch: pytest.MonkeyPatch) 
     assert telemetry.enabled()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert not telemetry.enabled()
+
+
+def test_sql_spans_follow_the_standard_switch(monkeypatch: pytest.MonkeyPatch,
+                                              exporter: InMemorySpanExporter) -> None:
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy leaves the engine alone (the bench's
+    "on without SQL spans"); without it, a statement inside a span is a span of its own."""
+    monkeypatch.setattr(telemetry, "_configured", True)
+    tracer = trace.get_tracer("test")
+
+    def statements(engine: Any) -> list[str]:
+        exporter.clear()
+        with tracer.start_as_current_span("handler"), engine.connect() as conn:
+            conn.execute(select(1))
+        return [s.name for s in exporter.get_finished_spans() if s.name != "handler"]
+
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "flask, SQLAlchemy")
+    assert telemetry.switched_off() == {"flask", "sqlalchemy"}
+    quiet = create_engine("sqlite://")
+    telemetry.instrument_engine(quiet)
+    assert statements(quiet) == []
+    monkeypatch.delenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+    traced = create_engine("sqlite://")
+    telemetry.instrument_engine(traced)
+    try:
+        assert "SELECT" in " ".join(statements(traced)).upper()
+    finally:  # the instrumentor is one per process: leave the rest of the suite as it was
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+        SQLAlchemyInstrumentor().uninstrument()
+
+
+def test_a_failing_tracer_costs_no_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    """Telemetry is guarded: with a tracer that fails on every span, the event is still written
+    and the relay still publishes it and marks it published."""
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("tracer down")
+    monkeypatch.setattr(telemetry.tracer, "start_span", broken)
+    engine = create_engine(f"sqlite:///{tmp_path / 'outbox.sqlite'}")
+    metadata = platform_metadata(outbox=True)
+    metadata.create_all(engine)
+    table = metadata.tables["outbox"]
+    envelope = CATALOGUE.new("student.registered", {"student_id": "s", "name": "A",
+                                                    "email": "ada@example.com"},
+                             correlation_id="c")
+    with sessionmaker(engine).begin() as session:
+        Outbox(table, TOPOLOGY).add(session, envelope)
+    clients = Clients()
+    relay = Relay(engine, table, Publisher(clients, clients, TOPOLOGY, "t", sts=clients))
+    assert relay.run_once() == 1
+    with engine.connect() as conn:
+        [row] = conn.execute(select(table)).all()
+    assert row.published_at is not None
+    assert telemetry.TRACEPARENT not in json.loads(row.attributes)
+    assert telemetry.processing("q", "t-q", {"MessageId": "m", "Attributes": {}}) is None
