@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,6 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(
     # much later, in the relay's thread, where no span is current
     clients = Clients()
     relay = Relay(engine, table, Publisher(clients, clients, TOPOLOGY, "t", sts=clients))
-    time.sleep(0.2)
     thread = threading.Thread(target=relay.run_once)
     thread.start()
     thread.join()
