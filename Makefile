@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down demo status test test-unit bench lint typecheck clean \
+.PHONY: help venv browser up down demo status test test-unit bench lint typecheck clean \
         synth deploy diff chaos traces
 
 help: ## list every target
@@ -46,6 +46,28 @@ $(SCANVENV)/.installed: deploy/aws/scan-requirements.txt
 STACK_VENVS := $(BIN)/.installed $(LSVENV)/.installed
 venv: $(STACK_VENVS) $(SCANVENV)/.installed ## create the three virtual environments (test does it when needed)
 
+# The web console's browser test drives Debian's chromium through its chromedriver
+# (tests/support/browser.py), never a browser that Selenium downloads. Run as root (CI, the
+# project's machines) this installs the two packages when either binary is missing; otherwise it
+# prints the command and the test skips itself. Phony, but only two file tests once installed.
+BROWSER_PKGS := chromium chromium-driver
+BROWSER_APT := apt-get -o DPkg::Lock::Timeout=120
+browser: ## Debian's chromium and chromedriver for the console's browser test (installs as root)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "[browser] /usr/bin/chromium or /usr/bin/chromedriver is missing: the console's browser test will be skipped."; \
+	  echo "[browser] to run it, install them: sudo apt-get update && sudo apt-get install -y --no-install-recommends $(BROWSER_PKGS)"; \
+	  exit 0; \
+	fi; \
+	echo "[browser] installing Debian's chromium and chromium-driver for the console's browser test (about a minute)..."; \
+	log=$$(mktemp); \
+	if ! { $(BROWSER_APT) -q update && DEBIAN_FRONTEND=noninteractive \
+	       $(BROWSER_APT) -q install -y --no-install-recommends $(BROWSER_PKGS); } >"$$log" 2>&1; then \
+	  cat "$$log"; rm -f "$$log"; echo "[browser] apt-get failed (above)" >&2; exit 1; \
+	fi; \
+	rm -f "$$log"; \
+	echo "[browser] $$(/usr/bin/chromium --version 2>/dev/null) and its chromedriver ready"
+
 up: $(STACK_VENVS) ## run the whole stack in the foreground: LocalStack, topology, databases, Procfile
 	@$(BIN)/python -m deploy.local.up
 
@@ -63,7 +85,7 @@ status: $(BIN)/.installed ## show every queue and DLQ (school status) of SCHOOL_
 	 AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
 	 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/school status
 
-test: venv ## the whole suite on SQLite; DB=postgres make test runs it on PostgreSQL
+test: venv browser ## the whole suite on SQLite; DB=postgres make test runs it on PostgreSQL
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(BIN)/.installed ## unit tests only (no LocalStack, no database)
