@@ -13,7 +13,7 @@ QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 
 .DEFAULT_GOAL := help
 .PHONY: help venv browser up down demo status test test-unit bench lint typecheck clean \
-        synth deploy diff chaos traces
+        synth deploy diff chaos traces screenshots
 
 help: ## list every target
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,11 @@ demo: $(BIN)/.installed ## a narrated scenario of every service and failure path
 traces: $(BIN)/.installed ## receive OTLP/HTTP on 127.0.0.1:4318 and print each trace; TRACES_ARGS="--svg DIR"
 	@$(BIN)/python -m deploy.local.traces $(TRACES_ARGS)
 
+# The README's pictures of the console, taken by its browser test on a stack of its own.
+screenshots: $(STACK_VENVS) browser ## the console's browser test, saving its screenshots into docs/
+	@CONSOLE_SCREENSHOTS=docs $(BIN)/pytest tests/e2e/test_console.py -k browser -q -p no:cacheprovider
+	@ls -l docs/console-*.png
+
 status: $(BIN)/.installed ## show every queue and DLQ (school status) of SCHOOL_ENV (default dev)
 	@AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} \
 	 AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
@@ -115,7 +120,7 @@ typecheck: $(BIN)/.installed ## mypy on the shared library and the CDK app
 # the pinned aws-cdk-lib (pyproject.toml); it needs Node.js, which jsii needs for synth anyway.
 CDK := npx --yes aws-cdk@2.1148.1
 DEPLOY_ENV ?= prod
-STACKS := platform messaging enrollment payment assignment notification analytics
+STACKS := platform messaging enrollment payment assignment notification analytics console
 export DEPLOY_ENV
 # jsii prints a long warning on every run under Node 20, which it still runs on (README).
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20

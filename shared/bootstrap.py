@@ -36,7 +36,8 @@ def _runtime(name: str, settings: Settings | None, process: str) -> tuple[Servic
     service = declaration(name)
     settings = settings or Settings.from_env()
     logs.configure(name, settings.log_level)
-    telemetry.configure(name, process)
+    if service.traced:
+        telemetry.configure(name, process)
     runtime = Runtime.build(service, settings)
     service.check(runtime.topology, runtime.catalogue)
     return service, runtime

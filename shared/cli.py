@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -101,14 +103,14 @@ def dlq_list(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdou
     if spec.fifo and len(held) < waiting:
         # A FIFO group is locked while any of its messages is in flight, so the messages after
         # the first batch of a group stay hidden while we hold it (issue 12: 20 of 21 shown).
-        _release(sqs, url, held)
+        release(sqs, url, held)
         held = []
         listed = _list_fifo(sqs, url)
     try:
         for message in listed:
             print(json.dumps(_described(message)), file=out)
     finally:
-        _release(sqs, url, held)
+        release(sqs, url, held)
     print(f"{len(listed)} message(s) in {physical(settings.school_env, spec.dlq_name)}", file=out)
     return 0
 
@@ -144,7 +146,7 @@ def _list_fifo(sqs: Any, url: str) -> list[dict[str, Any]]:
     listed: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
     try:
-        while batch := _receive(sqs, url, visibility=60):
+        while batch := receive(sqs, url, visibility=60):
             for message in batch:
                 attrs = message.get("MessageAttributes", {})
                 if attrs.get(LISTING_ATTRIBUTE, {}).get("StringValue") == listing:
@@ -158,7 +160,7 @@ def _list_fifo(sqs: Any, url: str) -> list[dict[str, Any]]:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 listed.append(message)
     finally:
-        _release(sqs, url, held)
+        release(sqs, url, held)
     return listed
 
 
@@ -169,13 +171,13 @@ def dlq_redrive(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.st
     print(f"redriving {physical(settings.school_env, spec.dlq_name)} -> "
           f"{physical(settings.school_env, spec.name)}", file=out)
     if spec.fifo:
-        moved = _redrive_fifo(sqs, dlq_url, url, out)
+        moved = redrive_fifo(sqs, dlq_url, url, out)
         print(f"completed: {moved} message(s) moved", file=out)
         return 0
-    return _redrive_with_move_task(sqs, dlq_url, url, out, timeout)
+    return redrive_with_move_task(sqs, dlq_url, url, out, timeout)
 
 
-def _redrive_fifo(sqs: Any, dlq_url: str, url: str, out: Any) -> int:
+def redrive_fifo(sqs: Any, dlq_url: str, url: str, out: Any) -> int:
     """FIFO: resend each message in order, with its group and a new deduplication id.
 
     A FIFO queue drops a message whose deduplication id it saw in the last 5 minutes; a redriven
@@ -189,18 +191,24 @@ def _redrive_fifo(sqs: Any, dlq_url: str, url: str, out: Any) -> int:
                                        MessageSystemAttributeNames=["All"],
                                        MessageAttributeNames=["All"]).get("Messages", []):
         for message in batch:
-            attrs = {k: v for k, v in message.get("MessageAttributes", {}).items()
-                     if k not in DLQ_ATTRIBUTES}
-            sqs.send_message(QueueUrl=url, MessageBody=message["Body"], MessageAttributes=attrs,
-                             MessageGroupId=message["Attributes"]["MessageGroupId"],
-                             MessageDeduplicationId=f"redrive-{message['MessageId']}")
+            resend(sqs, url, message, fifo=True)
             sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
             moved += 1
         print(f"  {moved} moved so far...", file=out)
     return moved
 
 
-def _redrive_with_move_task(sqs: Any, dlq_url: str, url: str, out: Any, timeout: float) -> int:
+def resend(sqs: Any, url: str, message: dict[str, Any], fifo: bool) -> None:
+    """Send a dead-lettered message back to its queue without the attributes that say why it
+    was dead-lettered; on FIFO in its group, under a new deduplication id (see redrive_fifo)."""
+    attrs = {k: v for k, v in message.get("MessageAttributes", {}).items()
+             if k not in DLQ_ATTRIBUTES}
+    extra = {"MessageGroupId": message["Attributes"]["MessageGroupId"],
+             "MessageDeduplicationId": f"redrive-{message['MessageId']}"} if fifo else {}
+    sqs.send_message(QueueUrl=url, MessageBody=message["Body"], MessageAttributes=attrs, **extra)
+
+
+def redrive_with_move_task(sqs: Any, dlq_url: str, url: str, out: Any, timeout: float) -> int:
     """Standard queues: SQS's own StartMessageMoveTask, polled until it ends."""
     dlq_arn, queue_arn = (sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])
                           ["Attributes"]["QueueArn"] for u in (dlq_url, url))
@@ -222,7 +230,7 @@ def _redrive_with_move_task(sqs: Any, dlq_url: str, url: str, out: Any, timeout:
     return 1
 
 
-def _receive(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
+def receive(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
     reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
                                 VisibilityTimeout=visibility, MessageSystemAttributeNames=["All"],
                                 MessageAttributeNames=["All"])
@@ -232,16 +240,45 @@ def _receive(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
 
 def _drain(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
     held: list[dict[str, Any]] = []
-    while batch := _receive(sqs, url, visibility):
+    while batch := receive(sqs, url, visibility):
         held.extend(batch)
     return held
 
 
-def _release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+def release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
     for start in range(0, len(messages), 10):
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                    for i, m in enumerate(messages[start:start + 10])]
         sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+
+
+CONSOLE_URL = "http://127.0.0.1:8000"
+
+
+def trace(correlation_id: str, console: str, out: Any = sys.stdout) -> int:
+    """Print one conversation as the console has recorded it: a tree of hops, with times."""
+    import requests
+
+    from services.console.conversation import tree
+    url = f"{console.rstrip('/')}/api/conversations/{urllib.parse.quote(correlation_id, safe='')}"
+    try:
+        response = requests.get(url, timeout=10)
+    except requests.RequestException as exc:
+        print(f"school: cannot reach the console at {console}: {exc}", file=sys.stderr)
+        print("is the stack up (`make up`)? CONSOLE_URL or --console names another console",
+              file=sys.stderr)
+        return 1
+    if response.status_code == 404:
+        print(f"school: the console has no event of conversation {correlation_id!r} (is it a "
+              "correlation id, and did its processes export their spans to the console?)",
+              file=sys.stderr)
+        return 1
+    if not response.ok:
+        print(f"school: the console answered {response.status_code}: {response.text[:500]}",
+              file=sys.stderr)
+        return 1
+    print(tree(response.json()), file=out)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -262,6 +299,12 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("service", choices=services)
     retry.add_argument("--id", dest="ids", type=int, action="append", default=[],
                        help="only this row (repeatable)")
+    tracing = sub.add_parser("trace", help="one conversation, as the console recorded it: "
+                                           "every event and hop, with its time")
+    tracing.add_argument("correlation_id", help="the conversation's correlation id "
+                                                "(X-Correlation-ID)")
+    tracing.add_argument("--console", default=os.environ.get("CONSOLE_URL") or CONSOLE_URL,
+                         help=f"the console's URL (CONSOLE_URL; default {CONSOLE_URL})")
     names = [q.name for q in TOPOLOGY.queues]
     for action, text in (("list", "show the messages of a queue's DLQ"),
                          ("redrive", "move a queue's DLQ messages back to the queue")):
@@ -273,6 +316,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "trace":
+            return trace(args.correlation_id, args.console)
         settings = Settings.from_env()
         sqs = aws.client("sqs", settings)
         if args.command == "status":

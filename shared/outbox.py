@@ -56,7 +56,8 @@ class Outbox:
         # The creation context travels with the row (issue 16): the relay publishes it later.
         attributes = envelope.attributes() | telemetry.created(destination, system, {
             "correlation_id": envelope.correlation_id, "event_type": envelope.event_type,
-            "event_id": envelope.event_id}, group_id)
+            "event_id": envelope.event_id, "causation_id": envelope.causation_id,
+            "data": envelope.data}, group_id)
         return {
             "destination": destination, "group_id": group_id, "dedup_id": envelope.event_id,
             "event_id": envelope.event_id, "event_type": envelope.event_type,

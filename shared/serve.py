@@ -20,7 +20,7 @@ from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
 
-from shared.settings import PORTS, SERVICES
+from shared.settings import CONSOLE, PORTS, SERVICES
 from shared.web import PROBLEM, TITLES, problem_body
 
 # gunicorn's defaults, written out because the README and the tests state them.
@@ -100,7 +100,7 @@ def migrate(service: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.serve", description=__doc__)
     parser.add_argument("role", choices=("api", "worker", "migrate"))
-    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("service", choices=(*SERVICES, CONSOLE))
     args = parser.parse_args(argv)
     if args.role == "migrate":
         return migrate(args.service)
@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         return bootstrap.worker(args.service)
     host = os.environ.get("BIND_HOST", "127.0.0.1")
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port(args.service)}",
-                "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
+                # The console in one process: its lock keeps its own DLQ listings and
+                # redrives from hiding messages from each other (services/console/queues.py).
+                "--workers", "1" if args.service == CONSOLE else
+                os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
                 "--worker-class", "shared.serve.ProblemWorker",
                 "--limit-request-line", str(LIMIT_REQUEST_LINE),
                 "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),

@@ -56,6 +56,7 @@ class Service:
     resources: Callable[[Settings], Any] | None = None
     simulator: Simulator | None = None
     errors: Mapping[type[DomainError], int] = field(default_factory=dict)  # beyond shared.web's
+    traced: bool = True  # exports its spans when tracing is on (not the console, issue 17)
 
     def table(self, name: str) -> Table | None:
         return self.metadata.tables.get(name)

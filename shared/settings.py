@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("enrollment", "payment", "assignment", "notification", "analytics")
 # The one place the services' ports are written (DESIGN section 2).
 PORTS = {"enrollment": 8001, "payment": 8002, "assignment": 8003, "notification": 8004,
-         "analytics": 8005}
+         "analytics": 8005, "console": 8000}
+# The operations console (issue 17): a process in the services' shape, with a database of its
+# own (the spans it has received), that consumes no queue and publishes nothing.
+CONSOLE = "console"
 
 
 # Queue and topic names allow ASCII letters, digits, - and _; the env prefixes them all.

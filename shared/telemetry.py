@@ -54,6 +54,11 @@ _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 # Not in the semantic conventions' registry, named after the systems that have one
 # (messaging.rocketmq.message.group, messaging.gcp_pubsub.message.ordering_key).
 GROUP_ID = "messaging.aws_sqs.message.group_id"
+# A create span carries the ids of the event's data that name a conversation's subject, as
+# `school.key.<name>`: what the console searches by (issue 17).
+KEY_PREFIX = "school.key."
+SEARCH_KEYS = ("enrollment_id", "student_id", "submission_id", "assignment_id", "course_id",
+               "payment_id")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,6 +197,12 @@ def created(destination: str, system: str, event: Mapping[str, Any],
                   "messaging.operation.type": "create", "messaging.operation.name": "outbox",
                   "messaging.message.conversation_id": event["correlation_id"],
                   "school.event_type": event["event_type"], "school.event_id": event["event_id"]}
+    if event.get("causation_id"):
+        attributes["school.causation_id"] = event["causation_id"]
+    # The ids an operator searches a conversation by (the console, issue 17).
+    data = event.get("data") or {}
+    attributes |= {f"{KEY_PREFIX}{name}": str(data[name]) for name in SEARCH_KEYS
+                   if data.get(name) is not None}
     if group_id is not None:
         attributes[GROUP_ID] = group_id
     span = tracer.start_span(f"create {destination}", kind=SpanKind.PRODUCER,
@@ -242,7 +253,10 @@ def _send_spans(rows: list[Any], destination: str, target: str, system: str,
             "school.event_id": row.event_id, "school.outbox.attempts": row.attempts}
         if row.group_id is not None:
             attributes[GROUP_ID] = row.group_id
-        parent = message_context(json.loads(row.attributes))
+        carried = json.loads(row.attributes)
+        if correlation := (carried.get("correlation_id") or {}).get("StringValue"):
+            attributes["messaging.message.conversation_id"] = correlation
+        parent = message_context(carried)
         spans.append(tracer.start_span(f"send {destination}", context=parent,
                                        kind=SpanKind.PRODUCER, attributes=attributes))
     return spans

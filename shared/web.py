@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import swagger_ui_bundle
-from flask import Flask, Response, g, request, send_from_directory
+from flask import Flask, Response, current_app, g, request, send_from_directory
 from flask_smorest import Api, Blueprint
 from flask_smorest.utils import prepare_response
 from sqlalchemy.exc import DBAPIError
@@ -158,10 +158,22 @@ def _correlation() -> None:
     g.log_token = logs.correlation_id.set(g.correlation_id)
 
 
+RAW_BODY = "takes_raw_body"
+
+
+def raw_body(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that reads a body that is not JSON itself (the console's OTLP/HTTP intake,
+    protobuf): `_require_json` lets it through."""
+    setattr(view, RAW_BODY, True)
+    return view
+
+
 def _require_json() -> Response | None:
     """400 for a body that is not JSON, before webargs would call it missing (422), and for one
     nested too deeply: json.loads raises RecursionError (not a ValueError) near depth 1000, and
     anything that walks a deep body later could too."""
+    if getattr(current_app.view_functions.get(request.endpoint or ""), RAW_BODY, False):
+        return None  # before reading it: such a view may allow a larger body
     if request.method not in ("POST", "PUT", "PATCH") or not request.get_data():
         return None
     if not request.is_json:

@@ -29,7 +29,8 @@ from deploy.local.wait import until
 from shared import aws, cli
 from shared.events import CATALOGUE
 from shared.inspect import QueueState, queue_state
-from shared.settings import SERVICES, Settings
+from shared.serve import port
+from shared.settings import CONSOLE, SERVICES, Settings
 from shared.topology import TOPOLOGY, physical
 
 PAYMENT_QUEUE = TOPOLOGY.queue("payment-requests.fifo")
@@ -43,6 +44,10 @@ ESSAY = ("A fifo queue keeps each group in order, a consumer must be idempotent 
 
 class DemoError(Exception):
     """The stack did not do what the scenario expects: stop with this message."""
+
+
+def console_url() -> str:
+    return f"http://127.0.0.1:{port(CONSOLE)}"
 
 
 def say(text: str = "") -> None:
@@ -244,6 +249,9 @@ class Demo:
         self.crash(queues)
         say(f"\nDemo complete. The emails are in {shown(self.settings.var_dir / 'mail')}/; every "
             "process logs to the terminal of `make up`, one JSON line per event handled.")
+        say(f"Every conversation above is in the console, {console_url()}: search Dee's "
+            f"enrollment {down} to see its payment dead-lettered and redriven, or run "
+            "`school trace <correlation-id>`.")
 
     def worker_pid(self) -> int | None:
         """The payment worker's pid from keep.py's pid file; None while it is restarting."""

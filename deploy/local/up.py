@@ -18,7 +18,7 @@ from deploy.local import localstack
 from shared import aws, db
 from shared.provision import Provisioner
 from shared.serve import port
-from shared.settings import ROOT, SERVICES, Settings
+from shared.settings import CONSOLE, ROOT, SERVICES, Settings
 
 PROCFILE = ROOT / "deploy" / "local" / "Procfile"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
@@ -35,6 +35,16 @@ class Stack:
         localstack.use_test_credentials()
         # The local stack is for trying things out: the simulated gateway's switch is on.
         os.environ.setdefault("SCHOOL_SIMULATOR_CONTROLS", "1")
+        # Every process exports its spans to the console, which draws the conversations from
+        # them (issue 17), unless an OTLP endpoint is set already (`make traces`, a collector).
+        self.console_traces = not any(os.environ.get(name) for name in (
+            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        if self.console_traces:
+            os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = (
+                f"http://127.0.0.1:{port(CONSOLE)}/v1/traces")
+            # The console keeps no statement spans: not making them halves what tracing costs
+            # a worker (README: What tracing costs).
+            os.environ.setdefault("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "sqlalchemy")
         self.settings = Settings.from_env()
         self.endpoint = self.settings.aws_endpoint_url or DEFAULT_ENDPOINT
         self.run_dir = self.settings.var_dir / "run"
@@ -72,7 +82,7 @@ class Stack:
             + (f"{len(report.changes)} change(s)" if report.changed else "nothing to change"))
 
     def migrate(self) -> None:
-        for service in SERVICES:
+        for service in (*SERVICES, CONSOLE):
             if not (ROOT / "services" / service / "migrations").is_dir():
                 continue
             say(f"migrating the {service} database ({self.settings.db})")
@@ -114,7 +124,14 @@ class Stack:
                  f"  LocalStack   {self.endpoint}",
                  f"  SMTP sink    {self.settings.smtp_host}:{self.settings.smtp_port} "
                  f"(mail in {shown(self.settings.var_dir / 'mail')}/)"]
-        lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis]
+        lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis
+                  if api != CONSOLE]
+        if CONSOLE in apis:
+            lines.append(f"  {CONSOLE:<12} http://127.0.0.1:{port(CONSOLE)}  (topology, dead "
+                         "letters with redrive, conversations; school trace <correlation-id>)")
+            if not self.console_traces:
+                lines.append("  (OTLP endpoint set: spans go there, so the console shows no "
+                             "conversations)")
         lines += ["  a process that crashes is restarted with a backoff ([keep] lines say so)",
                   "  make status: the queues   make down or Ctrl-C: stop everything"]
         width = max(len(line) for line in lines)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import PORTS, ROOT, SERVICES
+from shared.settings import CONSOLE, PORTS, ROOT, SERVICES
 
 DOCKER = ROOT / "deploy" / "docker"
 
@@ -38,7 +38,7 @@ def dockerfile() -> str:
 
 def test_every_procfile_process_runs_with_the_same_command(compose: dict[str, Any]) -> None:
     processes = procfile()
-    assert len(processes) == 1 + 2 * len(SERVICES)
+    assert len(processes) == 2 + 2 * len(SERVICES)  # the SMTP sink and the console too
     for name, command in processes.items():
         assert name in compose, f"{name} of the Procfile is missing from compose.yaml"
         ran = " ".join(compose[name]["command"])
@@ -46,7 +46,7 @@ def test_every_procfile_process_runs_with_the_same_command(compose: dict[str, An
 
 
 def test_apis_publish_the_contract_ports(compose: dict[str, Any]) -> None:
-    for service in SERVICES:
+    for service in (*SERVICES, CONSOLE):
         api = compose[f"{service}-api"]
         assert api["ports"] == [f"127.0.0.1:{PORTS[service]}:{PORTS[service]}"]
         assert api["environment"]["SERVICE"] == service  # the HEALTHCHECK's port
@@ -68,7 +68,7 @@ def test_setup_provisions_and_migrates_every_service_first(compose: dict[str, An
     script = compose["setup"]["command"][-1]
     assert script.splitlines()[0] == "school provision"
     loop = re.search(r"for service in ([a-z ]+); do", script)
-    assert loop and loop.group(1).split() == list(SERVICES)
+    assert loop and loop.group(1).split() == [*SERVICES, CONSOLE]
     assert "python -m shared.serve migrate" in script
     assert set(compose["setup"]["depends_on"]) == {"localstack", "postgres"}
 

@@ -15,20 +15,21 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+import requests
 
 from deploy.local import localstack
 from deploy.local.localstack import free_port
-from deploy.local.traces import Receiver, receiving
 from shared import db
-from shared.settings import ROOT, SERVICES
+from shared.settings import CONSOLE, ROOT, SERVICES
 from shared.topology import TOPOLOGY, physical
 from tests.support.messages import wait_for
 from tests.support.school import School
 
-DATABASES = (*SERVICES, "payment_gateway")
+DATABASES = (*SERVICES, CONSOLE, "payment_gateway")
 
 
 def database_urls(db_kind: str, tmp: Path) -> dict[str, str]:
@@ -84,13 +85,11 @@ def survive_a_killed_worker(up: subprocess.Popen[str], output: list[str], run_di
 # Start-up, the demo (with its minute for a killed worker's messages to come back) and a kill.
 @pytest.mark.timeout(600)
 def test_up_provisions_everything_and_stops_cleanly(tmp_path: Path, db_kind: str) -> None:
-    with receiving() as (receiver, otlp):  # make up passes the OTEL_* variables to everyone
-        up_demo_kill_stop(tmp_path, db_kind, receiver, {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_BSP_SCHEDULE_DELAY": "500"})
+    # make up points every process's trace exporter at the console, and passes OTEL_* on
+    up_demo_kill_stop(tmp_path, db_kind, {"OTEL_BSP_SCHEDULE_DELAY": "500"})
 
 
-def up_demo_kill_stop(tmp_path: Path, db_kind: str, receiver: Receiver,
-                      otel: dict[str, str]) -> None:
+def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> None:
     endpoint, smtp_port, env_name = (f"http://127.0.0.1:{free_port()}", free_port(),
                                      "up" + uuid.uuid4().hex[:8])
     urls = database_urls(db_kind, tmp_path)
@@ -99,7 +98,8 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, receiver: Receiver,
                         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                         "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT), **otel}
     env |= {f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()}
-    ports = {s: free_port() for s in SERVICES}  # not the contract's: a `make up` may be running
+    # not the contract's: a `make up` may be running
+    ports = {s: free_port() for s in (*SERVICES, CONSOLE)}
     env |= {f"{s.upper()}_PORT": str(p) for s, p in ports.items()}
     up = subprocess.Popen([sys.executable, "-m", "deploy.local.up"], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -134,8 +134,11 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, receiver: Receiver,
         # Lost with LocalStack if a killed worker took the stack down (issue 12, defect 6).
         marker = sqs.create_queue(QueueName=f"{env_name}-marker")["QueueUrl"]
         before_demo = running(tmp_path / "run")
-        assert set(before_demo) == {"honcho", "localstack", "smtp.1"} | {
+        assert set(before_demo) == {"honcho", "localstack", "smtp.1", "console-api.1"} | {
             f"{s}-{role}.1" for s in SERVICES for role in ("api", "worker")}
+        console = f"http://127.0.0.1:{ports[CONSOLE]}"
+        assert f"{CONSOLE:<12} {console}  (topology, dead letters" in banner
+        assert requests.get(f"{console}/api/topology", timeout=30).json()["env"] == env_name
         demo = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=400)
         (tmp_path / "demo.out").write_text(demo.stdout + demo.stderr)
@@ -154,9 +157,7 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, receiver: Receiver,
         # Fay, Gus and Hal 1 each (confirmed)
         wait_for(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 14, 30,
                  "the demo's 14 emails in the SMTP sink")
-        processes = {(s, p) for s in SERVICES for p in ("api", "worker")}
-        wait_for(lambda: processes <= {(s.service, s.process) for s in list(receiver.spans)},
-                 30, "spans from every API and worker of the Procfile")
+        demo_in_the_console(console, env)
         survive_a_killed_worker(up, output, tmp_path / "run",
                                 School({s: f"http://127.0.0.1:{p}" for s, p in ports.items()}))
         assert sqs.get_queue_url(QueueName=f"{env_name}-marker")["QueueUrl"] == marker
@@ -184,6 +185,32 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, receiver: Receiver,
     assert not localstack.healthy(endpoint) and not port_open(smtp_port)
     assert not running(tmp_path / "run")  # keep.py's pid files too
     wait_for(lambda: not Path(f"/proc/{localstack_pid}").exists(), 10, "LocalStack to exit")
+
+
+def demo_in_the_console(console: str, env: dict[str, str]) -> None:
+    """`make demo`'s conversations are in the console, drawn from the spans every process
+    exported to it: saga chains with all five services in them, and `school trace` prints one."""
+    def chains() -> list[dict[str, Any]] | None:
+        found = requests.get(f"{console}/api/conversations", params={"limit": 200},
+                             timeout=30).json()
+        conversations = [requests.get(f"{console}/api/conversations/{c['correlation_id']}",
+                                      timeout=30).json()
+                         for c in found if c["first_event"] == "enrollment.requested"]
+        confirmed = [c for c in conversations
+                     if [e["event_type"] for e in c["events"]][:3] == [
+                         "enrollment.requested", "payment.succeeded", "enrollment.confirmed"]]
+        lanes = {lane for c in conversations for lane in c["lanes"]}
+        return confirmed if len(confirmed) >= 5 and set(SERVICES) - {"assignment"} <= lanes \
+            else None
+    confirmed = wait_for(chains, 60, "the demo's confirmed enrollments in the console")
+    graded = requests.get(f"{console}/api/conversations", params={"limit": 200},
+                          timeout=30).json()
+    assert any(c["first_event"] == "submission.received" for c in graded)  # the assignment's
+    printed = subprocess.run([str(Path(sys.executable).parent / "school"), "trace",
+                              confirmed[0]["correlation_id"], "--console", console], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    assert "enrollment.confirmed  by enrollment" in printed.stdout
 
 
 def test_demo_without_a_stack_says_what_to_do() -> None:

@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, inspect, select, text
 
 from shared import db
-from shared.settings import SERVICES
+from shared.settings import CONSOLE, SERVICES
 
 
 @contextmanager
@@ -47,7 +47,7 @@ def test_migrations_create_the_platform_tables(service: str, database_url: str) 
     assert ("outbox" in tables) == publishes
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", (*SERVICES, CONSOLE))
 def test_the_head_revision_matches_the_tables(service: str, database_url: str) -> None:
     db.migrate(service, database_url)
     with engine_of(database_url) as engine, engine.connect() as conn:

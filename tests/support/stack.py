@@ -15,7 +15,7 @@ import requests
 
 from shared import db
 from shared.provision import Report
-from shared.settings import ROOT
+from shared.settings import CONSOLE, ROOT
 from tests.support.messages import wait_for
 
 
@@ -50,8 +50,11 @@ class ServiceStack:
                 self.databases[name] = url
                 self.env[f"{name.upper()}_DATABASE_URL"] = url
             db.migrate(service, self.databases[service])
+        if CONSOLE in self.services:  # every process exports its spans to the console
+            self.env.setdefault("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                f"{self.urls[CONSOLE]}/v1/traces")
         for service in self.services:
-            for role in ("api", "worker"):
+            for role in ("api",) if service == CONSOLE else ("api", "worker"):
                 self.procs[f"{service}-{role}"] = self._spawn(role, service)
         for service in self.services:
             wait_for(lambda s=service: self._healthy(s), 120, f"{service} /healthz")

@@ -1,0 +1,281 @@
+"""The operations console (issue 17) on a stack of all five services and the console, every
+process exporting its spans to it as `make up` has them do: conversations in causal order with
+who produced and who handled each event, search, `school trace`, the DLQs with their reasons and
+redrive (one message, FIFO order kept; all of a standard DLQ), and the page in a real browser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from shared.settings import CONSOLE, ROOT, SERVICES
+from shared.topology import TOPOLOGY, physical
+from tests.support import browser
+from tests.support.messages import wait_for
+from tests.support.school import School
+
+CHAIN = ["enrollment.requested", "payment.succeeded", "enrollment.confirmed"]
+# Where the browser test leaves its screenshots (`make screenshots` sets docs/).
+SCREENSHOTS = ROOT / (os.environ.get("CONSOLE_SCREENSHOTS") or "var/console")
+
+
+@pytest.fixture(scope="module")
+def stack(sqs, sns, settings, db_kind, tmp_path_factory, mailbox):  # type: ignore[no-untyped-def]
+    from tests.conftest import service_stack
+    yield from service_stack((*SERVICES, CONSOLE), "con" + uuid.uuid4().hex[:3], sqs, sns,
+                             settings, db_kind, tmp_path_factory, {
+                                 "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mailbox.port),
+                                 "SCHOOL_BACKOFF_BASE": "1", "SCHOOL_BACKOFF_CAP": "2",
+                                 "OTEL_BSP_SCHEDULE_DELAY": "200"})
+
+
+@pytest.fixture(scope="module")
+def school(stack) -> School:  # type: ignore[no-untyped-def]
+    return School(stack.urls)
+
+
+@pytest.fixture(scope="module")
+def console(stack) -> str:  # type: ignore[no-untyped-def]
+    return str(stack.urls[CONSOLE])
+
+
+def get(console: str, path: str, **params: Any) -> Any:
+    response = requests.get(f"{console}{path}", params=params, timeout=30)
+    assert response.ok, response.text
+    return response.json()
+
+
+def whole(console: str, correlation_id: str, last: str, timeout: float = 60) -> dict[str, Any]:
+    """The conversation once `last` is in it and no consumer of any event is still waiting."""
+    def found() -> dict[str, Any] | None:
+        response = requests.get(f"{console}/api/conversations/{correlation_id}", timeout=30)
+        if response.status_code == 404:
+            return None
+        assert response.ok, response.text
+        c: dict[str, Any] = response.json()
+        done = all(h["outcome"] != "waiting" for e in c["events"] for h in e["handlings"])
+        return c if done and last in {e["event_type"] for e in c["events"]} else None
+    return wait_for(found, timeout, f"conversation {correlation_id} to end with {last}")
+
+
+def handled_by(event: dict[str, Any]) -> dict[str, str]:
+    return {h["service"]: h["outcome"] for h in event["handlings"]}
+
+
+def enrolled(school: School, token: str, student: str | None = None) -> tuple[str, str, str]:
+    """(student, enrollment id, correlation id) of a new enrollment paid with `token`."""
+    student = student or school.student()
+    correlation = str(uuid.uuid4())
+    enrollment = school.enroll(student, school.course(), token, correlation_id=correlation)
+    return student, enrollment["id"], correlation
+
+
+def test_a_conversation_in_causal_order_with_who_produced_and_handled_each_event(
+        school: School, console: str) -> None:
+    student, enrollment_id, correlation = enrolled(school, "tok_ok")
+    school.wait_status(enrollment_id, "active")
+    c = whole(console, correlation, "enrollment.confirmed")
+    assert [e["event_type"] for e in c["events"]] == CHAIN
+    assert [e["producer"] for e in c["events"]] == ["enrollment", "payment", "enrollment"]
+    assert [e["depth"] for e in c["events"]] == [0, 1, 2]  # each caused by the one before
+    assert [e["caused_by"] for e in c["events"]] == [None, *CHAIN[:2]]
+    assert [handled_by(e) for e in c["events"]] == [
+        {"payment": "handled", "analytics": "handled"},
+        {"enrollment": "handled", "analytics": "handled"},
+        {"notification": "handled", "analytics": "handled"}]
+    assert c["request"]["name"] == "POST /enrollments" and c["request"]["status"] == "202"
+    assert c["lanes"] == ["client", *SERVICES[:2], *SERVICES[3:]]  # no assignment in it
+    published = [d["published_ms"] for e in c["events"] for d in e["destinations"]]
+    assert published and all(ms is not None for ms in published)  # the relay's send spans
+    times = [e["offset_ms"] for e in c["events"]]
+    assert times == sorted(times)
+
+    for text in (enrollment_id, student, correlation):  # search by any of its ids
+        found = get(console, "/api/conversations", q=text)
+        assert correlation in [s["correlation_id"] for s in found], text
+    assert get(console, "/api/conversations", q="no-such-id") == []
+    assert correlation in [s["correlation_id"] for s in get(console, "/api/conversations")]
+
+    printed = subprocess.run([sys.executable, "-m", "shared.cli", "trace", correlation,
+                              "--console", console], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert lines[-1] == f"3 event(s): {', '.join(sorted(CHAIN))}"
+    hops = [line for line in lines if " by " in line]
+    assert [h.split()[-3] for h in hops] == CHAIN  # in causal order, as a tree
+    assert all(line.lstrip()[0] in "+-" for line in lines[1:-1])  # every hop has its time
+    assert sum("handled in" in line for line in lines) == 6
+
+    missing = subprocess.run([sys.executable, "-m", "shared.cli", "trace", "no-such-id",
+                              "--console", console], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 1 and "no event of conversation" in missing.stderr
+
+
+def test_a_submission_is_found_by_its_id(school: School, console: str) -> None:
+    """The assignment pipeline's conversation, found by the submission's id: received, then
+    graded by the assignment worker, the grade mailed and counted."""
+    student = school.student()
+    task = school.assignment(course_id=school.course(), title="Queues", max_score=10,
+                             keywords=["fifo"])
+    submission = school.submit(task, student, "FIFO keeps a group in order.")["id"]
+    school.graded(task, student, 1)
+    [found] = wait_for(lambda: get(console, "/api/conversations", q=submission), 30,
+                       "the submission's conversation")
+    c = whole(console, found["correlation_id"], "submission.graded")
+    assert [(e["event_type"], e["producer"]) for e in c["events"]] == [
+        ("submission.received", "assignment"), ("submission.graded", "assignment")]
+    assert [handled_by(e) for e in c["events"]] == [
+        {"assignment": "handled", "analytics": "handled"},
+        {"notification": "handled", "analytics": "handled"}]
+    assert c["request"]["name"].startswith("POST /assignments/")
+
+
+def dlq_messages(console: str, queue: str, count: int) -> list[dict[str, Any]]:
+    def listed() -> list[dict[str, Any]] | None:
+        dlq = next(d for d in get(console, "/api/dlqs")["dlqs"] if d["queue"] == queue)
+        return dlq["messages"] if len(dlq["messages"]) == count else None
+    return wait_for(listed, 90, f"{count} message(s) in the DLQ of {queue}")
+
+
+def test_a_fifo_dlq_redrives_one_message_at_a_time_in_its_groups_order(
+        school: School, console: str) -> None:
+    """Two payments of one student (one FIFO group) fail 3 times each: both in the DLQ, with
+    why. The second cannot go before the first; the first, then the second, complete."""
+    student, first, first_correlation = enrolled(school, "tok_flaky_3")
+    _, second, _ = enrolled(school, "tok_flaky_3", student)
+    dead = dlq_messages(console, "payment-requests.fifo", 2)
+    assert [m["event_type"] for m in dead] == ["enrollment.requested"] * 2
+    assert {m["dlq_reason"] for m in dead} == {"retries_exhausted"}
+    assert all(m["dlq_error"] and m["source_queue"] for m in dead)
+    assert [m["correlation_id"] for m in dead][0] == first_correlation
+    assert first in dead[0]["body"] and second in dead[1]["body"]
+
+    c = whole(console, first_correlation, "enrollment.requested")
+    payment = next(h for h in c["events"][0]["handlings"] if h["service"] == "payment")
+    assert [a["outcome"] for a in payment["attempts"]] == ["retry", "retry", "dead_lettered"]
+    assert payment["attempts"][-1]["detail"].startswith("retries_exhausted; ")
+    assert "GatewayUnavailable" in payment["attempts"][0]["detail"]  # each retry says why
+
+    base = f"{console}/api/dlqs/payment-requests.fifo/messages"
+    refused = requests.post(f"{base}/{dead[1]['message_id']}/redrive", timeout=60)
+    assert refused.status_code == 409, refused.text
+    assert dead[0]["message_id"] in refused.json()["detail"]
+    for message, enrollment_id in zip(dead, (first, second), strict=True):
+        moved = requests.post(f"{base}/{message['message_id']}/redrive", timeout=60)
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["completed"] and moved.json()["moved"] == 1
+        school.wait_status(enrollment_id, "active", timeout=60)
+    again = requests.post(f"{base}/{dead[0]['message_id']}/redrive", timeout=60)
+    assert again.status_code == 404, again.text
+    c = whole(console, first_correlation, "enrollment.confirmed")
+    payment = next(h for h in c["events"][0]["handlings"] if h["service"] == "payment")
+    assert [a["outcome"] for a in payment["attempts"]] == [
+        "retry", "retry", "dead_lettered", "handled"]
+
+
+def test_a_standard_dlq_redrives_all_its_messages(sqs, settings, stack, console: str
+                                                 ) -> None:  # type: ignore[no-untyped-def]
+    """A message of broken JSON in the analytics queue is dead-lettered at once; Redrive all
+    moves it back (and, being poison still, it comes straight back)."""
+    env = stack.env["SCHOOL_ENV"]
+    url = sqs.get_queue_url(QueueName=physical(env, "analytics"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{not json")
+    [dead] = dlq_messages(console, "analytics", 1)
+    assert dead["dlq_reason"] == "broken_json" and dead["source_queue"] == "analytics"
+    assert dead["body"] == "{not json" and dead["age"] is not None
+    moved = requests.post(f"{console}/api/dlqs/analytics/redrive", timeout=60)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["completed"] and "1 message(s) moved" in moved.json()["result"]
+    state = get(console, "/api/topology")["states"]
+    assert set(state) == {n for q in TOPOLOGY.queues for n in (q.name, q.dlq_name)}
+    assert requests.post(f"{console}/api/dlqs/nope/redrive", timeout=30).status_code == 404
+
+
+def test_the_page_in_a_real_browser(school: School, console: str) -> None:
+    """Find a demo enrollment's conversation by its id, see the chain drawn with its services,
+    and redrive a dead-lettered payment with the button until its enrollment is confirmed."""
+    if reason := browser.missing():
+        pytest.skip(reason)
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, flaky, flaky_correlation = enrolled(school, "tok_flaky_3")
+    _, enrollment_id, correlation = enrolled(school, "tok_ok")
+    whole(console, correlation, "enrollment.confirmed")
+    with browser.chromium(window=(1500, 1000)) as driver:
+        # The page redraws a view when its data changes: an element read as it is replaced is
+        # read again.
+        wait = WebDriverWait(driver, 60, poll_frequency=0.2,
+                             ignored_exceptions=(StaleElementReferenceException,))
+        driver.get(console)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "g[data-dlq]")) == 5)
+        loaded = driver.execute_script(
+            "return performance.getEntriesByType('resource').map((e) => e.name)")
+        assert loaded and all(url.startswith(console) for url in loaded), loaded  # offline
+        box = driver.find_element(By.ID, "search-input")
+        box.send_keys(enrollment_id)
+        driver.find_element(By.CSS_SELECTOR, "#search button").click()
+        wait.until(lambda d: d.current_url.endswith(f"#conversation/{correlation}"))
+
+        def chain(d: Any) -> list[tuple[str, str]] | None:
+            rows = d.find_elements(By.CSS_SELECTOR, "tr[data-testid=hop]")
+            seen: dict[str, str] = {}
+            for row in rows:
+                seen.setdefault(row.get_attribute("data-event-type"),
+                                row.get_attribute("data-producer"))
+            return list(seen.items()) if "enrollment.confirmed" in seen else None
+        assert wait.until(chain) == [("enrollment.requested", "enrollment"),
+                                     ("payment.succeeded", "payment"),
+                                     ("enrollment.confirmed", "enrollment")]
+        drawn = wait.until(lambda d: [(g.get_attribute("data-event-type"),
+                                       g.get_attribute("data-producer"),
+                                       g.get_attribute("data-consumer"))
+                                      for g in d.find_elements(By.CSS_SELECTOR,
+                                                               "#sequence-svg g.hop")])
+        assert drawn == [("enrollment.requested", "enrollment", "payment"),
+                         ("enrollment.requested", "enrollment", "analytics"),
+                         ("payment.succeeded", "payment", "enrollment"),
+                         ("payment.succeeded", "payment", "analytics"),
+                         ("enrollment.confirmed", "enrollment", "notification"),
+                         ("enrollment.confirmed", "enrollment", "analytics")]
+        lanes = wait.until(lambda d: [t.text for t in d.find_elements(
+            By.CSS_SELECTOR, "#sequence-svg .lane")])
+        assert lanes == ["client", "enrollment", "payment", "notification", "analytics"]
+        labels = wait.until(lambda d: [t.text for t in d.find_elements(
+            By.CSS_SELECTOR, "#sequence-svg text.event-type")])
+        assert [label.split()[0] for label in labels] == ["POST", *CHAIN]
+
+        driver.get(f"{console}/#topology")
+        wait.until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, 'g.dlq.alert[data-dlq="payment-requests-dlq.fifo"]'))
+        browser.screenshot(driver, SCREENSHOTS / "console-topology.png")
+
+        driver.get(f"{console}/#dlqs")
+        row = wait.until(lambda d: next((r for r in d.find_elements(
+            By.CSS_SELECTOR, "tr.dlq-message") if flaky in r.text or flaky in (
+                r.find_element(By.TAG_NAME, "pre").get_attribute("textContent") or "")), None))
+        assert "retries_exhausted" in row.text and "enrollment.requested" in row.text
+        browser.screenshot(driver, SCREENSHOTS / "console-dead-letters.png")
+        row.find_element(By.CSS_SELECTOR, "button[data-action=redrive-one]").click()
+        result = wait.until(lambda d: (t := d.find_element(By.ID, "dlq-result").text)
+                            .startswith("Redriven") and t)
+        assert "moved to payment-requests.fifo" in result
+        school.wait_status(flaky, "active", timeout=60)
+
+        driver.get(f"{console}/#conversation/{flaky_correlation}")
+        wait.until(lambda d: any(r.get_attribute("data-event-type") == "enrollment.confirmed"
+                                 for r in d.find_elements(By.CSS_SELECTOR,
+                                                          "tr[data-testid=hop]")))
+        attempts = wait.until(lambda d: d.find_element(
+            By.CSS_SELECTOR, 'tr[data-consumer="payment"]').text)
+        assert "dead_lettered" in attempts and "handled" in attempts
+        browser.screenshot(driver, SCREENSHOTS / "console-conversation.png")
