@@ -1,7 +1,9 @@
-"""What each service may do on SQS and SNS, derived from the topology and the event catalogue.
+"""What each service, and the operations console, may do on SQS and SNS, derived from the
+topology and the event catalogue.
 
-The task roles of the service stacks are built from this, and the tests check the synthesized
-policies against it, so a queue added to the topology changes the permissions with it.
+The task roles of the service stacks and of the console stack are built from this, and the
+tests check the synthesized policies against it, so a queue added to the topology changes the
+permissions with it.
 """
 
 from __future__ import annotations
@@ -50,3 +52,37 @@ def access(service: str, topology: Topology = TOPOLOGY) -> Access:
                     for q in topology.direct_destinations(event_type)})
     return Access(service, tuple(q.name for q in consumed), tuple(q.dlq_name for q in consumed),
                   tuple(sends), bool(produced))
+
+
+# The operations console (issue 17) reads every queue and DLQ (depth, in flight: attributes; the
+# URL from the name), lists a DLQ's messages by receiving them and handing them straight back
+# (visibility 0), and redrives them: a FIFO DLQ's one by one, sent again to the source queue and
+# then deleted from the DLQ; a standard DLQ's with SQS's own move task, which acts as its caller
+# and so needs ReceiveMessage, DeleteMessage and GetQueueAttributes on the DLQ and SendMessage on
+# the destination. It consumes no queue and publishes nothing.
+INSPECT = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+DLQ_REDRIVE = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+               "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
+               "sqs:CancelMessageMoveTask")
+REDRIVE_TO = ("sqs:SendMessage",)
+# On AWS the age of a queue's oldest message is a CloudWatch metric (shared/inspect.py).
+READ_METRICS = ("cloudwatch:GetMetricStatistics",)
+
+
+@dataclass(frozen=True)
+class ConsoleAccess:
+    inspects: tuple[str, ...]  # every queue and DLQ of the topology
+    dead_letters: tuple[str, ...]  # the DLQs it lists and redrives from
+    redrives_to: tuple[str, ...]  # the main queues, the DLQs' sources
+
+    @property
+    def kms(self) -> tuple[str, ...]:
+        """Receiving from a DLQ needs Decrypt; sending a redriven message (itself, or by the
+        move task in its name) needs a data key."""
+        return KMS_SEND if self.redrives_to else KMS_RECEIVE if self.dead_letters else ()
+
+
+def console_access(topology: Topology = TOPOLOGY) -> ConsoleAccess:
+    mains = tuple(q.name for q in topology.queues)
+    dlqs = tuple(q.dlq_name for q in topology.queues)
+    return ConsoleAccess(inspects=mains + dlqs, dead_letters=dlqs, redrives_to=mains)

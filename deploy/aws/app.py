@@ -19,10 +19,11 @@ from pathlib import Path
 
 from aws_cdk import App, Tags
 
+from deploy.aws.console import ConsoleStack
 from deploy.aws.messaging import MessagingStack
 from deploy.aws.platform import PlatformStack
 from deploy.aws.service import ServiceStack
-from shared.settings import ROOT, SERVICES
+from shared.settings import CONSOLE, ROOT, SERVICES
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -47,6 +48,8 @@ def build(env_name: str = "prod", smtp: tuple[str, int] = ("smtp.internal", 25),
     for service in SERVICES:
         ServiceStack(app, stack_name(env_name, service), env_name=env_name, service=service,
                      platform=platform, messaging=messaging, smtp=smtp)
+    ConsoleStack(app, stack_name(env_name, CONSOLE), env_name=env_name, platform=platform,
+                 messaging=messaging)
     return app
 
 

@@ -1,12 +1,14 @@
 """The platform stack: the network, the ECS cluster every service stack runs in, the VPC
-endpoints through which the tasks reach AWS, the audit trail (deploy/aws/audit.py), and the
-messaging key (deploy/aws/messaging.py, `messaging_key`)."""
+endpoints through which the tasks reach AWS, the private DNS namespace in which a task finds
+another by name (`namespace_name`), the audit trail (deploy/aws/audit.py), and the messaging key
+(deploy/aws/messaging.py, `messaging_key`)."""
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
 from deploy.aws.audit import Audit
@@ -22,6 +24,14 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SecretsManager": _AWS.SECRETS_MANAGER, "EcrApi": _AWS.ECR, "EcrDocker": _AWS.ECR_DOCKER,
     "XRay": _AWS.XRAY, "Monitoring": _AWS.CLOUDWATCH_MONITORING,
 }
+
+
+def namespace_name(env_name: str) -> str:
+    """The VPC's private DNS zone (Cloud Map): the console's task registers in it, and the
+    services' collectors name the console by it. A plain string derived from the environment, so
+    a service stack writes it into its collector's configuration without importing anything from
+    this stack."""
+    return f"school-{env_name}.internal"
 
 
 class PlatformStack(Stack):
@@ -50,3 +60,8 @@ class PlatformStack(Stack):
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, cluster_name=f"school-{env_name}",
             container_insights_v2=ecs.ContainerInsights.ENABLED)
+        # Resolvable inside this VPC only (Route 53 private hosted zone): what registers here is
+        # not reachable by name from outside, whatever its security groups admit.
+        self.namespace = servicediscovery.PrivateDnsNamespace(
+            self, "Namespace", name=namespace_name(env_name), vpc=self.vpc,
+            description=f"school {env_name}: tasks found by name from inside the VPC")

@@ -5,7 +5,8 @@ worker (Fargate, scaled on the backlog per task of the queue it consumes), one t
 exactly the SQS and SNS actions the topology gives the service and the KMS actions on the
 messaging key that those need, its own PostgreSQL (credentials
 generated into Secrets Manager), a migration container that must succeed before a new task's API
-or worker starts, and its logs.
+or worker starts, and its logs. What it shares with the console's stack (the task role's name,
+the logs, the image, the load-balanced API) is built by deploy/aws/fargate.py.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_ecs_patterns as patterns
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from deploy.aws import console, fargate
 from deploy.aws.access import CONSUME, DEAD_LETTER, PUBLISH, SEND, Access, access
-from deploy.aws.messaging import MessagingStack, task_role_name
+from deploy.aws.messaging import MessagingStack
 from deploy.aws.platform import PlatformStack
 from deploy.aws.scan import skip
 from deploy.aws.telemetry import (
@@ -35,7 +35,7 @@ from deploy.aws.telemetry import (
     collector_config,
     metrics_log_group,
 )
-from shared.settings import PORTS, ROOT
+from shared.settings import PORTS
 from shared.topology import TOPOLOGY, physical
 
 # The worker adds a task above this many waiting messages per task, and removes one below the
@@ -53,9 +53,8 @@ class ServiceStack(Stack):
         self.add_stack_dependency(messaging)  # its queues must exist before its tasks start
         self.access = access(service)
         self.key_arn = platform.messaging_key.key_arn
-        self.role = iam.Role(self, "TaskRole", role_name=task_role_name(env_name, service),
-                             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-                             description=f"{service}: only what the topology gives it")
+        self.role = fargate.task_role(self, env_name, service,
+                                      f"{service}: only what the topology gives it")
         for statement in self.statements(self.access):
             self.role.add_to_policy(statement)
 
@@ -83,12 +82,7 @@ class ServiceStack(Stack):
                 skip(secret, CKV_AWS_149="Encrypted with Secrets Manager's AWS-managed key; a "
                                          "customer key would have to be granted to every "
                                          "task's execution role.")
-        self.logs = logs.LogGroup(self, "Logs", log_group_name=f"/school/{env_name}/{service}",
-                                  retention=logs.RetentionDays.ONE_MONTH,
-                                  removal_policy=RemovalPolicy.DESTROY)
-        skip(self.logs, CKV_AWS_158="CloudWatch Logs encrypts every log group at rest with its "
-                                    "own key; the lines carry ids and outcomes, no message "
-                                    "bodies, so a customer key adds cost, not protection.")
+        self.logs = fargate.log_group(self, env_name, service)
         self.metrics_logs = logs.LogGroup(
             self, "MetricsLogs", log_group_name=metrics_log_group(env_name, service),
             retention=logs.RetentionDays.ONE_WEEK, removal_policy=RemovalPolicy.DESTROY)
@@ -100,31 +94,13 @@ class ServiceStack(Stack):
             resources=[self.metrics_logs.log_group_arn]))
         self.role.add_to_policy(iam.PolicyStatement(
             sid="CollectorSendsTraces", actions=list(XRAY_WRITE), resources=["*"]))
-        # The build context is the repository; CDK applies its .dockerignore when staging it.
-        image = ecs.ContainerImage.from_asset(
-            str(ROOT), file="deploy/docker/Dockerfile", build_args={"SERVICE": service},
-            platform=ecr_assets.Platform.LINUX_AMD64)
+        image = fargate.image(service)
         environment = self.container_environment(smtp)
 
         api_task = self.task("ApiTask", "api", image, environment)
-        self.api = patterns.ApplicationLoadBalancedFargateService(
-            self, "Api", cluster=platform.cluster, task_definition=api_task, desired_count=2,
-            public_load_balancer=True, circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
-            health_check_grace_period=Duration.seconds(60), min_healthy_percent=100)
-        self.api.target_group.configure_health_check(path="/healthz", healthy_http_codes="200")
-        # Headers that are not valid HTTP never reach the service (request smuggling).
-        self.api.load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled",
-                                             "true")
-        no_domain = ("The reference deployment has no domain, so no certificate: the API is "
-                     "served on HTTP port 80. Give the pattern a certificate and a domain "
-                     "(protocol HTTPS, redirect_http) before real students use it.")
-        skip(self.api.listener, CKV_AWS_2=no_domain, CKV_AWS_103=no_domain)
-        for group in self.api.load_balancer.connections.security_groups:
-            skip(group, CKV_AWS_260="The public load balancer's listener: port 80 from anywhere "
-                                    "is its purpose (see the listener's HTTPS note).")
-        skip(self.api.load_balancer,
-             CKV_AWS_91="Access logs need a bucket of their own per service; each request's "
-                        "X-Correlation-ID is in the service's own JSON logs already.")
+        self.api = fargate.load_balanced_api(self, "Api", cluster=platform.cluster, task=api_task,
+                                             desired_count=2, public=True,
+                                             min_healthy_percent=100)
         self.database.connections.allow_default_port_from(self.api.service)
 
         self.worker = ecs.FargateService(
@@ -140,8 +116,7 @@ class ServiceStack(Stack):
     def statements(self, needs: Access) -> list[iam.PolicyStatement]:
         """Named actions on named resources only: no wildcard action, no `Resource: *`."""
         def arns(service: str, names: tuple[str, ...]) -> list[str]:
-            return [self.format_arn(service=service, resource=physical(self.env_name, name))
-                    for name in names]
+            return fargate.arns(self, self.env_name, service, names)
 
         statements = []
         if needs.consumes:
@@ -165,9 +140,7 @@ class ServiceStack(Stack):
 
     def container_environment(self, smtp: tuple[str, int]) -> dict[str, str]:
         """The variables `make up` sets, with AWS's values (shared/settings.py reads them)."""
-        env = {"SCHOOL_ENV": self.env_name, "AWS_DEFAULT_REGION": self.region, "DB": "postgres",
-               "BIND_HOST": "0.0.0.0", f"{self.service.upper()}_PORT": str(PORTS[self.service]),
-               "LOG_LEVEL": "INFO"}
+        env = fargate.environment(self, self.env_name, self.service, db="postgres")
         if self.service == "notification":
             env |= {"SMTP_HOST": smtp[0], "SMTP_PORT": str(smtp[1])}
         return env
@@ -175,8 +148,7 @@ class ServiceStack(Stack):
     def task(self, construct_id: str, role: str, image: ecs.ContainerImage,
              environment: dict[str, str]) -> ecs.FargateTaskDefinition:
         """A task whose `migrate` container must succeed before its `role` container starts."""
-        task = ecs.FargateTaskDefinition(self, construct_id, cpu=256, memory_limit_mib=512,
-                                         task_role=self.role)
+        task = fargate.task_definition(self, construct_id, self.role)
         if self.database.secret is None:
             raise ValueError(f"{self.service}: the database has no generated secret, so its "
                              f"tasks would get no PGHOST, PGUSER or PGPASSWORD")
@@ -185,11 +157,9 @@ class ServiceStack(Stack):
                                            ("PGUSER", "username"), ("PGPASSWORD", "password"))}
 
         def container(name: str, command: str, essential: bool) -> ecs.ContainerDefinition:
-            return task.add_container(
-                name, image=image, essential=essential, environment=environment,
-                secrets=secrets, command=["python", "-m", "shared.serve", command, self.service],
-                logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=self.logs),
-                stop_timeout=Duration.seconds(30))
+            return fargate.add_container(
+                task, name, image=image, command=fargate.serve(command, self.service),
+                environment=environment, logs=self.logs, essential=essential, secrets=secrets)
 
         migrate = container("migrate", "migrate", essential=False)
         main = container(role, role, essential=True)
@@ -201,7 +171,8 @@ class ServiceStack(Stack):
             "otel-collector", image=ecs.ContainerImage.from_registry(ADOT_IMAGE),
             essential=False, memory_reservation_mib=64,
             environment={"AOT_CONFIG_CONTENT": collector_config(
-                self.env_name, self.service, self.region)},
+                self.env_name, self.service, self.region,
+                console=console.traces_endpoint(self.env_name))},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="otel-collector", log_group=self.logs))
         main.add_environment("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{OTLP_HTTP}")
         main.add_container_dependencies(ecs.ContainerDependency(

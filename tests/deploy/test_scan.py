@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import ROOT, SERVICES
+from shared.settings import CONSOLE, ROOT, SERVICES
 
 CHECKOV = ROOT / ".venv-scan" / "bin" / "checkov"
 
@@ -36,7 +36,8 @@ def test_every_template_was_scanned(scan: dict[str, Any]) -> None:
     files = {r["file_path"] for kind in ("passed_checks", "failed_checks", "skipped_checks")
              for r in scan["results"][kind]}
     assert {Path(f).name for f in files} == {
-        f"School-prod-{part}.template.json" for part in ("platform", "messaging", *SERVICES)}
+        f"School-prod-{part}.template.json"
+        for part in ("platform", "messaging", *SERVICES, CONSOLE)}
     assert scan["summary"]["parsing_errors"] == 0
     assert scan["summary"]["passed"] > 400
 

@@ -10,7 +10,7 @@ import pytest
 
 from deploy.aws.messaging import DATA_KEY_REUSE_SECONDS
 from shared.events import CATALOGUE
-from shared.settings import SERVICES
+from shared.settings import CONSOLE, SERVICES
 from shared.topology import TOPOLOGY, physical
 from tests.deploy.conftest import ENV
 from tests.deploy.test_stacks import of_type, statements, topic_arn_parts
@@ -104,6 +104,19 @@ def test_each_role_has_exactly_its_kms_actions_on_exactly_the_messaging_key(
     assert imports_the_messaging_key(resource, key)
 
 
+def test_the_console_role_may_send_and_receive_with_the_messaging_key_only(
+        templates: dict[str, Any]) -> None:
+    """It receives from the DLQs (Decrypt) and sends redriven messages back, itself or through
+    SQS's move task in its name (a data key)."""
+    [statement] = [s for s in statements(templates[CONSOLE])
+                   if any(a.startswith("kms:") for a in s["actions"])]
+    assert statement["effect"] == "Allow"
+    assert sorted(statement["actions"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    [resource] = statement["resources"]
+    key, _ = the_key(templates["platform"], f"alias/school-{ENV}-messaging")
+    assert imports_the_messaging_key(resource, key)
+
+
 def test_a_consumer_that_only_receives_gets_only_decrypt() -> None:
     from deploy.aws.access import Access
     assert Access("x", ("q",), (), (), False).kms == ("kms:Decrypt",)
@@ -150,9 +163,11 @@ def test_queue_policies_admit_the_task_roles_only_through_the_sqs_endpoint(
     assert guarded == set(of_type(messaging, "AWS::SQS::Queue"))
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", [*SERVICES, CONSOLE])
 def test_the_task_role_is_named_as_the_queue_policies_expect(templates: dict[str, Any],
                                                              service: str) -> None:
+    """The queue policies' deny (above) then holds for the console's role too: it reaches the
+    queues through the VPC's SQS endpoint only."""
     [role] = [
         r for r in of_type(templates[service], "AWS::IAM::Role").values()
         if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]

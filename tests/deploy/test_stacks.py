@@ -1,8 +1,9 @@
-"""The AWS stacks, as synthesized: resources and properties, and each service's permissions
-checked against the topology itself (DESIGN section 9)."""
+"""The AWS stacks, as synthesized: resources and properties, and each service's permissions,
+and the operations console's, checked against the topology itself (DESIGN section 9)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from aws_cdk.assertions import Template
 
 from deploy.aws.messaging import MessagingStack
 from shared.events import CATALOGUE
-from shared.settings import PORTS, SERVICES
+from shared.settings import CONSOLE, PORTS, SERVICES
 from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
 from tests.deploy.conftest import ENV
 
@@ -59,7 +60,7 @@ def name(logical: str) -> str:
 
 
 def test_every_stack_is_synthesized(templates: dict[str, Any]) -> None:
-    assert set(templates) == {"platform", "messaging", *SERVICES}
+    assert set(templates) == {"platform", "messaging", *SERVICES, CONSOLE}
 
 
 def test_platform_has_a_vpc_over_two_zones_and_a_cluster(templates: dict[str, Any]) -> None:
@@ -161,7 +162,7 @@ def test_the_task_role_has_exactly_what_the_topology_gives(
     assert grants(templates[service]) == expected_grants(service)
 
 
-@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES])
+@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES, CONSOLE])
 def test_no_role_may_create_or_manage_topics(templates: dict[str, Any], stack: str) -> None:
     """Issue 14: the relay builds the topic's ARN (STS GetCallerIdentity needs no permission), so
     no task role holds sns:CreateTopic, nor any SNS action but Publish."""
@@ -211,7 +212,7 @@ def test_payment_receives_only_its_own_queue_and_cannot_send_to_submissions(
     assert not [g for g in grants(templates["analytics"]) if g[0].startswith("sns:")]
 
 
-@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES])
+@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES, CONSOLE])
 def test_no_wildcard_actions_and_no_queue_action_on_everything(
         templates: dict[str, Any], stack: str) -> None:
     for s in statements(templates[stack]):
@@ -318,7 +319,7 @@ def test_dead_outbox_rows_alarm(templates: dict[str, Any], service: str) -> None
 
 def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:
     paths = sorted(str(p) for p in assembly_dir.glob("*.template.json"))
-    assert len(paths) == 2 + len(SERVICES)
+    assert len(paths) == 3 + len(SERVICES)  # the platform, messaging and console stacks
     lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--format",
                            "parseable", *paths], capture_output=True, text=True, timeout=300)
     errors = [line for line in lint.stdout.splitlines() if ":E" in line]
@@ -366,6 +367,16 @@ def task_role_statements(template: Any, service: str) -> list[dict[str, Any]]:
     return found
 
 
+def collector_config(task: dict[str, Any]) -> dict[str, Any]:
+    """A task definition's collector configuration, as the collector reads it from
+    AOT_CONFIG_CONTENT (JSON, which is YAML)."""
+    [collector] = [c for c in task["Properties"]["ContainerDefinitions"]
+                   if c["Name"] == "otel-collector"]
+    env = {e["Name"]: flat(e["Value"]) for e in collector["Environment"]}
+    config: dict[str, Any] = json.loads(env["AOT_CONFIG_CONTENT"])
+    return config
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_collector(
         templates: dict[str, Any], service: str) -> None:
@@ -375,12 +386,12 @@ def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_coll
         containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
         collector = containers["otel-collector"]
         assert collector["Image"] == ADOT_IMAGE and collector["Essential"] is False
-        env = {e["Name"]: flat(e["Value"]) for e in collector["Environment"]}
-        config = json.loads(env["AOT_CONFIG_CONTENT"])
+        config = collector_config(task)
         assert config["receivers"] == {
             "otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:4318"}}}}
         pipelines = config["service"]["pipelines"]
-        assert pipelines["traces"]["exporters"] == ["awsxray"]
+        # and to the console (test_each_collector_sends_every_trace_to_the_console_too)
+        assert pipelines["traces"]["exporters"] == ["awsxray", "otlphttp/console"]
         assert pipelines["metrics"]["exporters"] == ["awsemf"]
         emf = config["exporters"]["awsemf"]
         assert (emf["namespace"], emf["log_group_name"]) == (
@@ -405,3 +416,332 @@ def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_coll
     assert telemetry == {
         "CollectorSendsTraces": (sorted(XRAY_WRITE), "*"),
         "CollectorWritesMetrics": (sorted(EMF_WRITE), {"Fn::GetAtt": [metrics_group, "Arn"]})}
+
+
+# --- The operations console (issue 17) ---------------------------------------------------------
+# Written out here, not imported from deploy/aws/access.py: a widened list there must fail.
+CONSOLE_INSPECTS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")  # every queue and DLQ
+CONSOLE_ON_DLQS = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+                   "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
+                   "sqs:CancelMessageMoveTask")
+CONSOLE_ON_QUEUES = ("sqs:SendMessage",)  # the main queues: a redrive's destination
+CONSOLE_KMS = ("kms:GenerateDataKey", "kms:Decrypt")  # sending needs a data key; receiving, Decrypt
+MESSAGING_KEY = "<the messaging key>"
+MAINS = frozenset(name(q.name) for q in TOPOLOGY.queues)
+DLQS = frozenset(name(q.dlq_name) for q in TOPOLOGY.queues)
+
+
+def platform_import(platform: Any, value: Any) -> dict[str, str]:
+    """How another stack refers to `value` of the platform stack: an import of its export."""
+    [export] = [o["Export"]["Name"] for o in platform.to_json()["Outputs"].values()
+                if o["Value"] == value and "Export" in o]
+    return {"Fn::ImportValue": export}
+
+
+def messaging_key_import(platform: Any) -> dict[str, str]:
+    """How another stack refers to the platform's messaging key: an import of its ARN."""
+    [alias] = [a["Properties"] for a in of_type(platform, "AWS::KMS::Alias").values()
+               if a["Properties"]["AliasName"] == f"alias/school-{ENV}-messaging"]
+    return platform_import(platform, {"Fn::GetAtt": [alias["TargetKeyId"]["Fn::GetAtt"][0],
+                                                     "Arn"]})
+
+
+def console_resource(resource: Any, key: dict[str, str]) -> str:
+    """What a resource of the console's role names: a queue of this deployment in the stack's
+    own partition, region and account (by its name), the messaging key, or "*"; nothing else."""
+    if resource == "*" or resource == key:
+        return "*" if resource == "*" else MESSAGING_KEY
+    parts = topic_arn_parts(resource)
+    assert parts[:-1] == ["arn:", {"Ref": "AWS::Partition"}, ":sqs:", {"Ref": "AWS::Region"},
+                          ":", {"Ref": "AWS::AccountId"}], resource
+    assert isinstance(parts[-1], str) and parts[-1].startswith(":"), resource
+    queue: str = parts[-1][1:]
+    assert queue in MAINS | DLQS, queue
+    return queue
+
+
+def console_grants(template: Any, key: dict[str, str]) -> set[tuple[str, str]]:
+    """(action, what it is on) for every statement of the console's task role, each statement
+    checked on its own: Allow, named actions on named resources, the DLQ actions on DLQs only,
+    SendMessage on the main queues only, the one "*" for CloudWatch's metrics only."""
+    [(role_id, role)] = [(rid, r) for rid, r in of_type(template, "AWS::IAM::Role").items()
+                         if r["Properties"].get("RoleName") == f"school-{ENV}-{CONSOLE}-task"]
+    # no managed policy and no inline policy on the role itself, no permissions boundary
+    assert set(role["Properties"]) <= {"AssumeRolePolicyDocument", "Description", "RoleName",
+                                       "Tags"}, role
+    granted = set()
+    for statement in task_role_statements(template, CONSOLE):
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement
+        assert statement["Effect"] == "Allow", statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [
+            statement["Resource"]]
+        on = {console_resource(r, key) for r in resources}
+        for action in actions:
+            assert "*" not in action, statement
+            if action in CONSOLE_ON_DLQS:
+                assert on <= DLQS, (action, on - DLQS)
+            elif action in CONSOLE_ON_QUEUES:
+                assert on <= MAINS, (action, on - MAINS)
+            elif action in CONSOLE_INSPECTS:
+                assert on <= MAINS | DLQS, (action, on)
+            elif action in CONSOLE_KMS:
+                assert on == {MESSAGING_KEY}, (action, on)
+            elif action == "cloudwatch:GetMetricStatistics":
+                assert on == {"*"}, (action, on)  # IAM gives it no resource type
+            else:
+                raise AssertionError(f"the console may not {action}: {statement}")
+            granted |= {(action, resource) for resource in on}
+    return granted
+
+
+def expected_console_grants() -> set[tuple[str, str]]:
+    return ({(a, q) for a in CONSOLE_INSPECTS for q in MAINS | DLQS}
+            | {(a, q) for a in CONSOLE_ON_DLQS for q in DLQS}
+            | {(a, q) for a in CONSOLE_ON_QUEUES for q in MAINS}
+            | {(a, MESSAGING_KEY) for a in CONSOLE_KMS}
+            | {("cloudwatch:GetMetricStatistics", "*")})
+
+
+def test_the_console_task_role_has_exactly_what_reading_and_redriving_needs(
+        templates: dict[str, Any]) -> None:
+    key = messaging_key_import(templates["platform"])
+    assert console_grants(templates[CONSOLE], key) == expected_console_grants()
+    assert len(MAINS) == len(DLQS) == len(TOPOLOGY.queues)
+
+
+def _grant(statements: list[dict[str, Any]], sid: str, action: str) -> None:
+    [statement] = [s for s in statements if s["Sid"] == sid]
+    statement["Action"] = [*statement["Action"], action] if isinstance(
+        statement["Action"], list) else [statement["Action"], action]
+
+
+def _on(statements: list[dict[str, Any]], sid: str, resource: Any) -> None:
+    [statement] = [s for s in statements if s["Sid"] == sid]
+    statement["Resource"] = [*statement["Resource"], resource] if isinstance(
+        statement["Resource"], list) else [statement["Resource"], resource]
+
+
+def _dlq_arn(statements: list[dict[str, Any]]) -> Any:
+    [statement] = [s for s in statements if s["Sid"] == "ListAndRedriveTheDlqs"]
+    return statement["Resource"][0]
+
+
+def _main_arn(statements: list[dict[str, Any]]) -> Any:
+    [statement] = [s for s in statements if s["Sid"] == "RedriveIntoTheSourceQueues"]
+    return statement["Resource"][0]
+
+
+WIDENINGS = {
+    "purge a DLQ": lambda s: _grant(s, "ListAndRedriveTheDlqs", "sqs:PurgeQueue"),
+    "send to a DLQ": lambda s: _grant(s, "ListAndRedriveTheDlqs", "sqs:SendMessage"),
+    "receive from a main queue": lambda s: _grant(s, "InspectEveryQueue", "sqs:ReceiveMessage"),
+    "delete on a main queue": lambda s: _on(s, "ListAndRedriveTheDlqs", _main_arn(s)),
+    "send to a DLQ by its ARN": lambda s: _on(s, "RedriveIntoTheSourceQueues", _dlq_arn(s)),
+    "a queue action on *": lambda s: _on(s, "ListAndRedriveTheDlqs", "*"),
+    "every CloudWatch action": lambda s: _grant(s, "ReadTheQueuesAgeMetrics", "cloudwatch:*"),
+    "KMS on every key": lambda s: _on(s, "UseTheMessagingKey", "*"),
+    "a key action beyond send and receive": lambda s: _grant(s, "UseTheMessagingKey",
+                                                             "kms:Encrypt"),
+    "publish to the topic": lambda s: s.append({"Sid": "Publish", "Effect": "Allow",
+                                                "Action": "sns:Publish",
+                                                "Resource": _main_arn(s)}),
+    "read a secret": lambda s: s.append({"Effect": "Allow", "Resource": "*",
+                                         "Action": "secretsmanager:GetSecretValue"}),
+    "a queue of another deployment": lambda s: _on(s, "InspectEveryQueue", {"Fn::Join": [
+        "", ["arn:", {"Ref": "AWS::Partition"}, ":sqs:", {"Ref": "AWS::Region"}, ":",
+             {"Ref": "AWS::AccountId"}, ":staging-analytics"]]}),
+    "everything but IAM": lambda s: s.append({"Effect": "Allow", "NotAction": "iam:*",
+                                              "Resource": "*"}),
+}
+
+
+@pytest.mark.parametrize("widening", WIDENINGS)
+def test_the_console_role_check_fails_on_any_wider_grant(templates: dict[str, Any],
+                                                         widening: str) -> None:
+    """The check above is not vacuous: the synthesized role with one grant more fails it."""
+    raw = copy.deepcopy(templates[CONSOLE].to_json())
+    key = messaging_key_import(templates["platform"])
+    assert console_grants(Template.from_json(raw), key) == expected_console_grants()  # as is
+    [policy] = [p for p in raw["Resources"].values() if p["Type"] == "AWS::IAM::Policy"
+                and p["Properties"]["PolicyName"].startswith("TaskRole")]
+    WIDENINGS[widening](policy["Properties"]["PolicyDocument"]["Statement"])
+    with pytest.raises(AssertionError):
+        assert console_grants(Template.from_json(raw), key) == expected_console_grants()
+
+
+def test_the_console_has_no_database_no_secret_no_sns_and_no_tracing(
+        templates: dict[str, Any]) -> None:
+    stack = templates[CONSOLE]
+    kinds = {r["Type"] for r in stack.to_json()["Resources"].values()}
+    assert not {k for k in kinds if k.startswith(
+        ("AWS::RDS::", "AWS::SecretsManager::", "AWS::SNS::", "AWS::SQS::", "AWS::XRay::"))}
+    # no role of the stack (the execution role's included) may do anything of the kind
+    for s in statements(stack):
+        assert not [a for a in s["actions"] if a.split(":")[0] in (
+            "sns", "secretsmanager", "rds", "rds-db", "xray", "ssm")], s
+    for task in of_type(stack, "AWS::ECS::TaskDefinition").values():
+        for container in task["Properties"]["ContainerDefinitions"]:
+            assert "Secrets" not in container
+
+
+def test_the_console_runs_one_task_behind_an_internal_load_balancer_on_8000(
+        templates: dict[str, Any]) -> None:
+    stack = templates[CONSOLE]
+    [service] = [s["Properties"] for s in of_type(stack, "AWS::ECS::Service").values()]
+    assert (service["LaunchType"], service["DesiredCount"]) == ("FARGATE", 1)
+    # never two at once, even while deploying: one store, one lock (deploy/aws/console.py)
+    deployment = service["DeploymentConfiguration"]
+    assert (deployment["MinimumHealthyPercent"], deployment["MaximumPercent"]) == (0, 100)
+    assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+    [target] = service["LoadBalancers"]
+    assert (target["ContainerName"], target["ContainerPort"]) == ("api", PORTS[CONSOLE]) == (
+        "api", 8000)
+    [(group_id, group)] = of_type(stack, "AWS::ElasticLoadBalancingV2::TargetGroup").items()
+    assert target["TargetGroupArn"] == {"Ref": group_id}
+    assert (group["Properties"]["HealthCheckPath"], group["Properties"]["Matcher"],
+            group["Properties"]["Protocol"], group["Properties"]["TargetType"]) == (
+        "/healthz", {"HttpCode": "200"}, "HTTP", "ip")
+    [listener] = [x["Properties"] for x in
+                  of_type(stack, "AWS::ElasticLoadBalancingV2::Listener").values()]
+    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
+    assert listener["DefaultActions"] == [{"TargetGroupArn": {"Ref": group_id},
+                                           "Type": "forward"}]
+    [(balancer_id, balancer)] = of_type(stack,
+                                        "AWS::ElasticLoadBalancingV2::LoadBalancer").items()
+    assert listener["LoadBalancerArn"] == {"Ref": balancer_id}
+    assert balancer["Properties"]["Scheme"] == "internal"
+    assert {"Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true"} in (
+        balancer["Properties"]["LoadBalancerAttributes"])
+    # the load balancer admits port 80 from the VPC's own range only, never from anywhere
+    [balancer_group] = balancer["Properties"]["SecurityGroups"]
+    [ingress] = of_type(stack, "AWS::EC2::SecurityGroup")[
+        balancer_group["Fn::GetAtt"][0]]["Properties"]["SecurityGroupIngress"]
+    assert (ingress["FromPort"], ingress["ToPort"], ingress["IpProtocol"]) == (80, 80, "tcp")
+    assert "CidrBlock" in ingress["CidrIp"]["Fn::ImportValue"]
+    assert "0.0.0.0/0" not in json.dumps(of_type(stack, "AWS::EC2::SecurityGroupIngress"))
+
+
+def test_the_console_task_migrates_its_own_sqlite_store_then_serves(
+        templates: dict[str, Any], assembly_dir: Path) -> None:
+    stack = templates[CONSOLE]
+    [task] = [t["Properties"] for t in of_type(stack, "AWS::ECS::TaskDefinition").values()]
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    [role_id] = [rid for rid, r in of_type(stack, "AWS::IAM::Role").items()
+                 if r["Properties"].get("RoleName") == f"school-{ENV}-{CONSOLE}-task"]
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    [container] = task["ContainerDefinitions"]  # no migrate container, no collector
+    assert container["Name"] == "api" and container["Essential"] is True
+    assert container["Command"] == ["sh", "-c", "python -m shared.serve migrate console && "
+                                                "exec python -m shared.serve api console"]
+    assert container["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env == {"SCHOOL_ENV": ENV, "AWS_DEFAULT_REGION": {"Ref": "AWS::Region"},
+                   "DB": "sqlite", "BIND_HOST": "0.0.0.0", "CONSOLE_PORT": "8000",
+                   "LOG_LEVEL": "INFO",
+                   "CONSOLE_DATABASE_URL": "sqlite:////tmp/school/console.sqlite"}
+    [(logs_id, _)] = [(lid, g) for lid, g in of_type(stack, "AWS::Logs::LogGroup").items()
+                      if g["Properties"]["LogGroupName"] == f"/school/{ENV}/{CONSOLE}"
+                      and g["Properties"]["RetentionInDays"] == 30]
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": logs_id}
+    # the one image, built for the console (its user is not root: tests/deploy/test_docker.py)
+    assets = json.loads((assembly_dir / f"School-{ENV}-{CONSOLE}.assets.json").read_text())
+    [image] = assets["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "deploy/docker/Dockerfile"
+    assert image["source"]["dockerBuildArgs"] == {"SERVICE": CONSOLE}
+
+
+# --- Spans to the console on AWS: Cloud Map, the console's port, the collectors' exporter -----
+# Written out, not derived from deploy/aws/: a renamed namespace or service must fail here.
+NAMESPACE = f"school-{ENV}.internal"
+CONSOLE_TRACES = f"http://console.{NAMESPACE}:8000"
+
+
+def test_the_platform_has_a_private_dns_namespace_in_its_vpc(templates: dict[str, Any]) -> None:
+    platform = templates["platform"]
+    kinds = {r["Type"] for r in platform.to_json()["Resources"].values()}
+    # private only: no public DNS namespace, no HTTP-only one
+    assert {k for k in kinds if k.startswith("AWS::ServiceDiscovery::")} == {
+        "AWS::ServiceDiscovery::PrivateDnsNamespace"}
+    [namespace] = of_type(platform, "AWS::ServiceDiscovery::PrivateDnsNamespace").values()
+    [vpc_id] = of_type(platform, "AWS::EC2::VPC")
+    assert namespace["Properties"]["Name"] == NAMESPACE
+    assert namespace["Properties"]["Vpc"] == {"Ref": vpc_id}
+
+
+def test_the_console_task_registers_in_the_namespace_as_console(
+        templates: dict[str, Any]) -> None:
+    platform, stack = templates["platform"], templates[CONSOLE]
+    [namespace_id] = of_type(platform, "AWS::ServiceDiscovery::PrivateDnsNamespace")
+    namespace = platform_import(platform, {"Fn::GetAtt": [namespace_id, "Id"]})
+    [(registry_id, registry)] = of_type(stack, "AWS::ServiceDiscovery::Service").items()
+    props = registry["Properties"]
+    assert props["Name"] == "console"
+    assert props["NamespaceId"] == props["DnsConfig"]["NamespaceId"] == namespace
+    # an A record of the task's own address (awsvpc), short-lived: each deployment replaces it
+    [record] = props["DnsConfig"]["DnsRecords"]
+    assert record["Type"] == "A" and record["TTL"] <= 60
+    [service] = [s["Properties"] for s in of_type(stack, "AWS::ECS::Service").values()]
+    assert service["ServiceRegistries"] == [{"RegistryArn": {"Fn::GetAtt": [registry_id,
+                                                                            "Arn"]}}]
+
+
+def test_the_console_task_admits_its_port_from_the_vpc_and_its_load_balancer_only(
+        templates: dict[str, Any]) -> None:
+    platform, stack = templates["platform"], templates[CONSOLE]
+    [vpc_id] = of_type(platform, "AWS::EC2::VPC")
+    vpc_cidr = platform_import(platform, {"Fn::GetAtt": [vpc_id, "CidrBlock"]})
+    [service] = [s["Properties"] for s in of_type(stack, "AWS::ECS::Service").values()]
+    [task_group] = service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    [balancer] = of_type(stack, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    [balancer_group] = balancer["Properties"]["SecurityGroups"]
+    # the group's own rules and the rules other resources add to it
+    rules = of_type(stack, "AWS::EC2::SecurityGroup")[task_group["Fn::GetAtt"][0]][
+        "Properties"].get("SecurityGroupIngress", [])
+    rules += [r["Properties"] for r in of_type(stack, "AWS::EC2::SecurityGroupIngress").values()
+              if r["Properties"]["GroupId"] == task_group]
+    admitted = sorted(((r["IpProtocol"], r["FromPort"], r["ToPort"],
+                        r.get("CidrIp") or r.get("SourceSecurityGroupId")) for r in rules),
+                      key=json.dumps)
+    assert admitted == sorted([("tcp", 8000, 8000, vpc_cidr),  # the services' collectors
+                               ("tcp", 8000, 8000, balancer_group)], key=json.dumps)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_collector_sends_every_trace_to_the_console_too(templates: dict[str, Any],
+                                                             service: str) -> None:
+    """Beside X-Ray, in the one traces pipeline, by the console's name in the namespace: the
+    address the console's stack registers. Its metrics stay in CloudWatch."""
+    platform, console = templates["platform"], templates[CONSOLE]
+    [namespace] = of_type(platform, "AWS::ServiceDiscovery::PrivateDnsNamespace").values()
+    [registry] = of_type(console, "AWS::ServiceDiscovery::Service").values()
+    [console_task] = of_type(console, "AWS::ECS::TaskDefinition").values()
+    [port] = [m["ContainerPort"] for c in console_task["Properties"]["ContainerDefinitions"]
+              for m in c.get("PortMappings", [])]
+    registered = (f"http://{registry['Properties']['Name']}."
+                  f"{namespace['Properties']['Name']}:{port}")
+    assert registered == CONSOLE_TRACES
+    tasks = of_type(templates[service], "AWS::ECS::TaskDefinition").values()
+    assert len(tasks) == 2  # the API's and the worker's
+    for task in tasks:
+        config = collector_config(task)
+        # OTLP/HTTP protobuf, gzipped; no queue or retry settings: the exporter's defaults
+        # (deploy/aws/telemetry.py says why)
+        assert config["exporters"]["otlphttp/console"] == {"endpoint": CONSOLE_TRACES,
+                                                           "compression": "gzip"}
+        pipelines = config["service"]["pipelines"]
+        assert set(pipelines) == {"traces", "metrics"}
+        traces = pipelines["traces"]
+        assert (traces["receivers"], traces["processors"]) == (["otlp"], ["batch"])
+        assert sorted(traces["exporters"]) == ["awsxray", "otlphttp/console"]
+        assert "otlphttp/console" not in pipelines["metrics"]["exporters"]
+    # a network path, not an AWS API: the task role has nothing for it (no Cloud Map, no
+    # Route 53), only the queues, the topic, the key and the collector's X-Ray and Logs
+    for statement in task_role_statements(templates[service], service):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        assert {a.split(":")[0] for a in actions} <= {"sqs", "sns", "kms", "xray", "logs"}, (
+            statement)
