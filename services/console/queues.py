@@ -127,7 +127,7 @@ class Queues:
             return _localstack_messages(self.settings.aws_endpoint_url, url)
         held: list[dict[str, Any]] = []
         try:
-            while len(held) < LISTED and (batch := _receive(self.sqs, url, visibility=20)):
+            while len(held) < LISTED and (batch := cli.receive(self.sqs, url, visibility=20)):
                 held += batch
         finally:
             cli.release(self.sqs, url, held)
@@ -158,7 +158,7 @@ class Queues:
         with _lock:
             try:
                 target, before = None, 0
-                while target is None and (batch := _receive(self.sqs, dlq_url, visibility=30)):
+                while target is None and (batch := cli.receive(self.sqs, dlq_url, visibility=30)):
                     for message in batch:
                         if message["MessageId"] == message_id and target is None:
                             target, before = message, len(held)
@@ -183,10 +183,6 @@ class Queues:
         return {"queue": spec.name, "dlq": spec.dlq_name, "completed": True, "moved": 1,
                 "message_id": message_id,
                 "result": f"message {message_id} moved to {spec.name}"}
-
-
-def _receive(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
-    return cli.receive(sqs, url, visibility)
 
 
 def _count(sqs: Any, url: str) -> int:

@@ -51,7 +51,7 @@ def get(console: str, path: str, **params: Any) -> Any:
     return response.json()
 
 
-def whole(console: str, correlation_id: str, last: str, timeout: float = 60) -> dict[str, Any]:
+def whole(console: str, correlation_id: str, last: str, timeout: float = 120) -> dict[str, Any]:
     """The conversation once `last` is in it and no consumer of any event is still waiting."""
     def found() -> dict[str, Any] | None:
         response = requests.get(f"{console}/api/conversations/{correlation_id}", timeout=30)
@@ -142,7 +142,7 @@ def dlq_messages(console: str, queue: str, count: int) -> list[dict[str, Any]]:
     def listed() -> list[dict[str, Any]] | None:
         dlq = next(d for d in get(console, "/api/dlqs")["dlqs"] if d["queue"] == queue)
         return dlq["messages"] if len(dlq["messages"]) == count else None
-    return wait_for(listed, 90, f"{count} message(s) in the DLQ of {queue}")
+    return wait_for(listed, 120, f"{count} message(s) in the DLQ of {queue}")
 
 
 def test_a_fifo_dlq_redrives_one_message_at_a_time_in_its_groups_order(
@@ -172,7 +172,7 @@ def test_a_fifo_dlq_redrives_one_message_at_a_time_in_its_groups_order(
         moved = requests.post(f"{base}/{message['message_id']}/redrive", timeout=60)
         assert moved.status_code == 200, moved.text
         assert moved.json()["completed"] and moved.json()["moved"] == 1
-        school.wait_status(enrollment_id, "active", timeout=60)
+        school.wait_status(enrollment_id, "active", timeout=120)
     again = requests.post(f"{base}/{dead[0]['message_id']}/redrive", timeout=60)
     assert again.status_code == 404, again.text
     c = whole(console, first_correlation, "enrollment.confirmed")
@@ -214,7 +214,7 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
     with browser.chromium(window=(1500, 1000)) as driver:
         # The page redraws a view when its data changes: an element read as it is replaced is
         # read again.
-        wait = WebDriverWait(driver, 60, poll_frequency=0.2,
+        wait = WebDriverWait(driver, 90, poll_frequency=0.2,
                              ignored_exceptions=(StaleElementReferenceException,))
         driver.get(console)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "g[data-dlq]")) == 5)
@@ -269,7 +269,7 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
         result = wait.until(lambda d: (t := d.find_element(By.ID, "dlq-result").text)
                             .startswith("Redriven") and t)
         assert "moved to payment-requests.fifo" in result
-        school.wait_status(flaky, "active", timeout=60)
+        school.wait_status(flaky, "active", timeout=120)
 
         driver.get(f"{console}/#conversation/{flaky_correlation}")
         wait.until(lambda d: any(r.get_attribute("data-event-type") == "enrollment.confirmed"

@@ -104,7 +104,7 @@ function layout(graph) {
   queues.forEach((q, i) => {
     const y = LAYOUT.top + i * LAYOUT.row;
     at[q.id] = {x: LAYOUT.queueX, y, w: 290, h: 62};
-    at[`dlq:${q.dlq}`] = {x: LAYOUT.queueX + 30, y: y + 74, w: 190, h: 34};
+    at[`dlq:${q.dlq}`] = {x: LAYOUT.queueX + 30, y: y + 74, w: 260, h: 34};
     at[`consumer:${q.consumer}`] = {x: LAYOUT.consumerX, y: y + 8, w: 160, h: 46};
   });
   const topic = graph.nodes.find((n) => n.kind === "topic");
@@ -430,8 +430,11 @@ function drawSequence(c) {
       g.append(svg("path", {class: `arrow ${outcome}`, "marker-end": "url(#seqhead)",
                             d: `M${from},${y + 4} C${(from + to) / 2},${y + 14} ` +
                                `${(from + to) / 2},${y + 14} ${to + (to > from ? -3 : 3)},${y + 8}`}));
-      const text = tries > 1 && outcome !== "retry"
-        ? `${MARK[outcome] || outcome} (${tries} attempts)` : MARK[outcome] || outcome;
+      // Several attempts: each one's mark in order, e.g. "✓ handled · ↻ ↻ ✗ ✓" for a
+      // payment retried twice, dead-lettered, then redriven and handled.
+      const trail = tries > 1 ? ` · ${handling.attempts.map((a) => (MARK[a.outcome] || "?")
+        .split(" ")[0]).join(" ")}` : "";
+      const text = `${MARK[outcome] || outcome}${trail}`;
       g.append(svg("text", {x: to + 6, y: y + 12, class: `outcome-${outcome}`}, text));
     }
     root.append(g);
