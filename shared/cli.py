@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared import aws, outbox_admin
 from shared.inspect import queue_state
-from shared.settings import ConfigError, Settings
+from shared.settings import CONSOLE, PORTS, ConfigError, Settings
 from shared.topology import TOPOLOGY, QueueSpec, physical
 
 # Attributes the consumer runtime adds when it dead-letters a message (and the mark of a FIFO DLQ
@@ -185,16 +185,33 @@ def redrive_fifo(sqs: Any, dlq_url: str, url: str, out: Any) -> int:
     queue silently discards it. One message at a time, deleted only once sent, keeps group order
     and loses nothing: a failure part-way leaves the rest in the DLQ.
     """
-    moved = 0
-    while batch := sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10,
-                                       WaitTimeSeconds=0, VisibilityTimeout=60,
-                                       MessageSystemAttributeNames=["All"],
-                                       MessageAttributeNames=["All"]).get("Messages", []):
-        for message in batch:
-            resend(sqs, url, message, fifo=True)
-            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-            moved += 1
-        print(f"  {moved} moved so far...", file=out)
+    return redrive_each(sqs, dlq_url, url, out, fifo=True)
+
+
+def redrive_each(sqs: Any, dlq_url: str, url: str, out: Any, *, fifo: bool,
+                 wait: int = 0) -> int:
+    """Resend every message of a DLQ to its queue, then delete it: what `redrive_fifo` does, and
+    for a standard DLQ the console's way (its own calls, through the VPC's endpoint, which a
+    move task does not use). `wait` > 0 long-polls: on AWS a short poll of a standard queue asks
+    only some of its servers and may come back empty while messages remain.
+
+    Only what was in the DLQ when the redrive began moves: a message that fails again at once
+    (a poison message) is back in the DLQ within a second, and moving it again would loop for
+    as long as the worker keeps up. What arrived since is held and handed back at the end."""
+    began = int(time.time() * 1000)
+    moved, held = 0, []
+    try:
+        while batch := receive(sqs, dlq_url, visibility=60, wait=wait):
+            for message in batch:
+                if int(message["Attributes"].get("SentTimestamp", 0)) >= began:
+                    held.append(message)
+                    continue
+                resend(sqs, url, message, fifo=fifo)
+                sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                moved += 1
+            print(f"  {moved} moved so far...", file=out)
+    finally:
+        release(sqs, dlq_url, held)
     return moved
 
 
@@ -230,8 +247,8 @@ def redrive_with_move_task(sqs: Any, dlq_url: str, url: str, out: Any, timeout: 
     return 1
 
 
-def receive(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
-    reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+def receive(sqs: Any, url: str, visibility: int, wait: int = 0) -> list[dict[str, Any]]:
+    reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
                                 VisibilityTimeout=visibility, MessageSystemAttributeNames=["All"],
                                 MessageAttributeNames=["All"])
     messages: list[dict[str, Any]] = reply.get("Messages", [])
@@ -252,14 +269,54 @@ def release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
         sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
 
-CONSOLE_URL = "http://127.0.0.1:8000"
+CONSOLE_URL = f"http://127.0.0.1:{PORTS[CONSOLE]}"
+
+
+def _seconds(ms: float | None) -> str:
+    return "      -" if ms is None else f"{ms / 1000:+7.3f}s"
+
+
+MARKS = {"handled": "handled", "retry": "retried", "duplicate": "duplicate",
+         "released": "released", "dead_lettered": "DEAD-LETTERED", "waiting": "waiting"}
+
+
+def tree(conversation: Mapping[str, Any]) -> str:
+    """A conversation as the console assembles it (services/console/conversation.py), as a
+    tree of hops, each with its time from the first span."""
+    lines = [f"conversation {conversation['correlation_id']} "
+             f"(started {conversation['started_at']})"]
+    request = conversation.get("request")
+    if request:
+        lines.append(f"{_seconds(request['offset_ms'])}  {request['name']} -> "
+                     f"{request['service']} ({request['status']}, {request['duration_ms']} ms)")
+    for event in conversation["events"]:
+        pad = "   " * event["depth"] + ("└─ " if event["depth"] or request else "")
+        lines.append(f"{_seconds(event['offset_ms'])}  {pad}{event['event_type']}  "
+                     f"by {event['producer']}")
+        inner = "   " * (event["depth"] + (1 if event["depth"] or request else 0))
+        for destination in event["destinations"]:
+            lines.append(f"{_seconds(destination['published_ms'])}  {inner}  published to "
+                         f"{destination['name']}")
+        for handling in event["handlings"]:
+            tries = handling["attempts"]
+            if not tries:
+                lines.append(f"{_seconds(None)}  {inner}  -> {handling['service']} "
+                             f"({handling['queue']}): waiting")
+            for attempt in tries:
+                why = f": {attempt['detail']}" if attempt["detail"] else ""
+                lines.append(f"{_seconds(attempt['offset_ms'])}  {inner}  -> "
+                             f"{handling['service']} ({handling['queue']}): "
+                             f"{MARKS.get(attempt['outcome'], attempt['outcome'])} in "
+                             f"{attempt['duration_ms']} ms{why}")
+    types = sorted({e["event_type"] for e in conversation["events"]})
+    lines.append(f"{len(conversation['events'])} event(s): {', '.join(types)}")
+    return "\n".join(lines)
 
 
 def trace(correlation_id: str, console: str, out: Any = sys.stdout) -> int:
     """Print one conversation as the console has recorded it: a tree of hops, with times."""
     import requests
 
-    from services.console.conversation import tree
     url = f"{console.rstrip('/')}/api/conversations/{urllib.parse.quote(correlation_id, safe='')}"
     try:
         response = requests.get(url, timeout=10)

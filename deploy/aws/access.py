@@ -56,14 +56,12 @@ def access(service: str, topology: Topology = TOPOLOGY) -> Access:
 
 # The operations console (issue 17) reads every queue and DLQ (depth, in flight: attributes; the
 # URL from the name), lists a DLQ's messages by receiving them and handing them straight back
-# (visibility 0), and redrives them: a FIFO DLQ's one by one, sent again to the source queue and
-# then deleted from the DLQ; a standard DLQ's with SQS's own move task, which acts as its caller
-# and so needs ReceiveMessage, DeleteMessage and GetQueueAttributes on the DLQ and SendMessage on
-# the destination. It consumes no queue and publishes nothing.
+# (visibility 0), and redrives them one by one, each sent again to the source queue and then
+# deleted from the DLQ. Not with SQS's move task: its calls are SQS's own, outside the VPC
+# endpoint that the queue policies require of the task roles, so they would be denied. It
+# consumes no queue and publishes nothing.
 INSPECT = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")
-DLQ_REDRIVE = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-               "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
-               "sqs:CancelMessageMoveTask")
+DLQ_REDRIVE = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
 REDRIVE_TO = ("sqs:SendMessage",)
 # On AWS the age of a queue's oldest message is a CloudWatch metric (shared/inspect.py).
 READ_METRICS = ("cloudwatch:GetMetricStatistics",)

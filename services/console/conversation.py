@@ -18,9 +18,9 @@ from typing import Any
 
 from shared.db import utc
 from shared.events import CATALOGUE
+from shared.settings import SERVICES
 from shared.topology import TOPOLOGY, QueueSpec
 
-SERVICE_ORDER = ("enrollment", "payment", "assignment", "notification", "analytics")
 CLIENT = "client"
 
 
@@ -87,8 +87,8 @@ def assemble(correlation_id: str, rows: Sequence[Any]) -> dict[str, Any] | None:
     involved = {e["producer"] for e in ordered} | {
         h["service"] for e in ordered for h in e["handlings"]} | (
         {request["service"]} if request else set())
-    lanes = ([CLIENT] if request else []) + [s for s in SERVICE_ORDER if s in involved] + sorted(
-        involved - set(SERVICE_ORDER))
+    lanes = ([CLIENT] if request else []) + [s for s in SERVICES if s in involved] + sorted(
+        involved - set(SERVICES))
     return {"correlation_id": correlation_id, "started_at": origin.isoformat(),
             "request": request, "lanes": lanes, "events": ordered,
             "outcomes": _count(ordered)}
@@ -105,29 +105,39 @@ def _final(outcomes: Iterable[str]) -> str:
 
 
 def _causal(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Depth-first from the events nothing in the conversation caused, children by time."""
-    ids = {e["event_id"] for e in events}
+    """Depth-first from the events nothing in the conversation caused, children by time.
+
+    The spans come from whoever can reach the intake, so the walk is a loop, not a recursion,
+    and visits each event once: an event that names itself, or a cycle, as its cause is still
+    shown, as a root of its own."""
+    by_time = sorted(events, key=lambda e: e["offset_ms"])
+    ids = {e["event_id"] for e in by_time}
     children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
-    for e in sorted(events, key=lambda e: e["offset_ms"]):
-        children[e["causation_id"] if e["causation_id"] in ids else None].append(e)
+    for e in by_time:
+        cause = e["causation_id"] if e["causation_id"] in ids else None
+        children[cause if cause != e["event_id"] else None].append(e)
     ordered: list[dict[str, Any]] = []
-
-    def visit(event: dict[str, Any], depth: int, cause: dict[str, Any] | None) -> None:
-        ordered.append(event | {"depth": depth,
-                                "caused_by": cause["event_type"] if cause else None,
-                                "destinations": list(event["destinations"].values()),
-                                "handlings": sorted(event["handlings"].values(),
-                                                    key=lambda h: _lane_order(h["service"]))})
-        for child in children.get(event["event_id"], []):
-            visit(child, depth + 1, event)
-
-    for root in children[None]:
-        visit(root, 0, None)
+    seen: set[str] = set()
+    # the roots first, then what no root leads to (a cycle), each from its earliest event
+    for start in [*children[None], *by_time]:
+        stack: list[tuple[dict[str, Any], int, dict[str, Any] | None]] = [(start, 0, None)]
+        while stack:
+            event, depth, cause = stack.pop()
+            if event["event_id"] in seen:
+                continue
+            seen.add(event["event_id"])
+            ordered.append(event | {
+                "depth": depth, "caused_by": cause["event_type"] if cause else None,
+                "destinations": list(event["destinations"].values()),
+                "handlings": sorted(event["handlings"].values(),
+                                    key=lambda h: _lane_order(h["service"]))})
+            stack += [(child, depth + 1, event)
+                      for child in reversed(children.get(event["event_id"], []))]
     return ordered
 
 
 def _lane_order(service: str) -> int:
-    return SERVICE_ORDER.index(service) if service in SERVICE_ORDER else len(SERVICE_ORDER)
+    return SERVICES.index(service) if service in SERVICES else len(SERVICES)
 
 
 def _count(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -139,43 +149,3 @@ def _count(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
             if not handling["attempts"]:
                 counts["waiting"] += 1
     return dict(counts)
-
-
-def _seconds(ms: float | None) -> str:
-    return "      -" if ms is None else f"{ms / 1000:+7.3f}s"
-
-
-MARKS = {"handled": "handled", "retry": "retried", "duplicate": "duplicate",
-         "released": "released", "dead_lettered": "DEAD-LETTERED", "waiting": "waiting"}
-
-
-def tree(conversation: Mapping[str, Any]) -> str:
-    """The conversation as a tree of hops, each with its time from the first span."""
-    lines = [f"conversation {conversation['correlation_id']} "
-             f"(started {conversation['started_at']})"]
-    request = conversation.get("request")
-    if request:
-        lines.append(f"{_seconds(request['offset_ms'])}  {request['name']} -> "
-                     f"{request['service']} ({request['status']}, {request['duration_ms']} ms)")
-    for event in conversation["events"]:
-        pad = "   " * event["depth"] + ("└─ " if event["depth"] or request else "")
-        lines.append(f"{_seconds(event['offset_ms'])}  {pad}{event['event_type']}  "
-                     f"by {event['producer']}")
-        inner = "   " * (event["depth"] + (1 if event["depth"] or request else 0))
-        for destination in event["destinations"]:
-            lines.append(f"{_seconds(destination['published_ms'])}  {inner}  published to "
-                         f"{destination['name']}")
-        for handling in event["handlings"]:
-            tries = handling["attempts"]
-            if not tries:
-                lines.append(f"{_seconds(None)}  {inner}  -> {handling['service']} "
-                             f"({handling['queue']}): waiting")
-            for attempt in tries:
-                why = f": {attempt['detail']}" if attempt["detail"] else ""
-                lines.append(f"{_seconds(attempt['offset_ms'])}  {inner}  -> "
-                             f"{handling['service']} ({handling['queue']}): "
-                             f"{MARKS.get(attempt['outcome'], attempt['outcome'])} in "
-                             f"{attempt['duration_ms']} ms{why}")
-    types = sorted({e["event_type"] for e in conversation["events"]})
-    lines.append(f"{len(conversation['events'])} event(s): {', '.join(types)}")
-    return "\n".join(lines)

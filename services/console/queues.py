@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,6 +31,7 @@ from shared.settings import SERVICES, Settings
 from shared.topology import TOPOLOGY, QueueSpec, physical
 
 LISTED = 50  # messages shown per DLQ
+BUSY_AFTER = 5.0  # seconds a request waits for another's DLQ work before it is told so (409)
 
 
 class Unreachable(DomainError):
@@ -45,7 +46,6 @@ def reaching(settings: Settings) -> Iterator[None]:
         where = settings.aws_endpoint_url or "AWS"
         raise Unreachable(f"cannot read the queues of {settings.school_env!r} at {where}: "
                           f"{exc}") from exc
-_lock = threading.Lock()
 
 
 def graph() -> dict[str, Any]:
@@ -92,11 +92,34 @@ class Queues:
     sqs: Any
     settings: Settings
     cloudwatch: Any = None  # on AWS, for the age of the oldest message
+    _urls: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, name: str) -> str:
-        url: str = self.sqs.get_queue_url(
-            QueueName=physical(self.settings.school_env, name))["QueueUrl"]
-        return url
+        """A queue's URL, asked once (the page asks for all ten every 2 seconds)."""
+        if name not in self._urls:
+            self._urls[name] = self.sqs.get_queue_url(
+                QueueName=physical(self.settings.school_env, name))["QueueUrl"]
+        return self._urls[name]
+
+    @contextmanager
+    def _alone(self) -> Iterator[None]:
+        """The DLQ work that receives messages, one at a time in this process: a listing holds
+        messages a redrive would look for. A request that cannot start within BUSY_AFTER is
+        told so, rather than queue behind a long redrive and starve /healthz of threads."""
+        if not self._lock.acquire(timeout=BUSY_AFTER):
+            raise Conflict("another listing or redrive of the DLQs is running; try again when "
+                           "it has finished")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @property
+    def _wait(self) -> int:
+        """Long-poll receives on AWS, where a short poll of a standard queue asks only some of
+        its servers and may come back empty while messages remain; LocalStack answers whole."""
+        return 0 if self.settings.aws_endpoint_url else 1
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Every queue's and DLQ's depth, in-flight count and oldest message's age (seconds)."""
@@ -113,8 +136,7 @@ class Queues:
         found = []
         for spec in TOPOLOGY.queues:
             url = self.url(spec.dlq_name)
-            with _lock:
-                messages = self._peek(url)
+            messages = self._peek(url)
             waiting = _count(self.sqs, url)
             found.append({"queue": spec.name, "dlq": spec.dlq_name, "fifo": spec.fifo,
                           "count": max(waiting, len(messages)),
@@ -123,30 +145,29 @@ class Queues:
         return found
 
     def _peek(self, url: str) -> list[dict[str, Any]]:
-        if self.settings.aws_endpoint_url:
+        if self.settings.aws_endpoint_url:  # receives nothing: no lock needed
             return _localstack_messages(self.settings.aws_endpoint_url, url)
         held: list[dict[str, Any]] = []
-        try:
-            while len(held) < LISTED and (batch := cli.receive(self.sqs, url, visibility=20)):
-                held += batch
-        finally:
-            cli.release(self.sqs, url, held)
+        with self._alone():
+            try:
+                while len(held) < LISTED and (batch := cli.receive(
+                        self.sqs, url, visibility=20, wait=self._wait)):
+                    held += batch
+            finally:
+                cli.release(self.sqs, url, held)
         return held
 
     def redrive_all(self, spec: QueueSpec) -> dict[str, Any]:
-        """Every message of the queue's DLQ back to the queue (as `school dlq redrive`)."""
+        """Every message of the queue's DLQ back to the queue, one at a time and in order, each
+        deleted once sent: on a FIFO DLQ as `school dlq redrive` does. On a standard one too,
+        rather than with SQS's move task: the task's calls are SQS's own and do not pass the
+        VPC endpoint the queue policies require of the task roles on AWS."""
         dlq_url, url = self.url(spec.dlq_name), self.url(spec.name)
-        out = io.StringIO()
-        with _lock:
-            if spec.fifo:
-                moved = cli.redrive_fifo(self.sqs, dlq_url, url, out)
-                ok = True
-            else:
-                ok = cli.redrive_with_move_task(self.sqs, dlq_url, url, out, timeout=20) == 0
-                moved = None
-        lines = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-        return {"queue": spec.name, "dlq": spec.dlq_name, "completed": ok, "moved": moved,
-                "result": lines[-1] if lines else "nothing to move"}
+        with self._alone():
+            moved = cli.redrive_each(self.sqs, dlq_url, url, io.StringIO(), fifo=spec.fifo,
+                                     wait=self._wait)
+        return {"queue": spec.name, "dlq": spec.dlq_name, "completed": True, "moved": moved,
+                "result": f"{moved} message(s) moved to {spec.name}"}
 
     def redrive_one(self, spec: QueueSpec, message_id: str) -> dict[str, Any]:
         """One message of the queue's DLQ back to the queue, without its dead-letter attributes.
@@ -155,18 +176,22 @@ class Queues:
         first would hand the consumer a group's messages out of order (a refusal, 409)."""
         dlq_url, url = self.url(spec.dlq_name), self.url(spec.name)
         held: list[dict[str, Any]] = []
-        with _lock:
+        with self._alone():
             try:
                 target, before = None, 0
-                while target is None and (batch := cli.receive(self.sqs, dlq_url, visibility=30)):
+                while target is None and (batch := cli.receive(self.sqs, dlq_url, visibility=30,
+                                                               wait=self._wait)):
                     for message in batch:
                         if message["MessageId"] == message_id and target is None:
                             target, before = message, len(held)
                         else:
                             held.append(message)
                 if target is None:
+                    behind = (", or behind the first ten messages of its group, which SQS "
+                              "shows first: redrive those first, or all of them"
+                              if spec.fifo else "")
                     raise NotFound(f"message {message_id} is not in {spec.dlq_name} (already "
-                                   "redriven, or being redriven)")
+                                   f"redriven, or being redriven{behind})")
                 # A group's messages are received in its order: those received before it.
                 group = target["Attributes"].get("MessageGroupId")
                 ahead = [m for m in held[:before] if group and m["Attributes"].get(

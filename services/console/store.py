@@ -51,7 +51,9 @@ def _attrs(pairs: Any) -> dict[str, Any]:
 
 
 def _cut(text: Any, length: int) -> str | None:
-    return None if text is None else str(text)[:length]
+    """A text that fits its column on either database: PostgreSQL refuses an overlong value
+    and any NUL (SQLite would take both), and one refused row would lose the whole export."""
+    return None if text is None else str(text).replace("\x00", "")[:length]
 
 
 def decode(body: bytes, encoding: str | None) -> ExportTraceServiceRequest:
@@ -74,32 +76,36 @@ def rows_of(request: ExportTraceServiceRequest) -> Iterator[tuple[dict[str, Any]
                                                                   list[dict[str, Any]]]]:
     """Each span worth keeping as a row of `spans`, with its rows of `conversation_keys`."""
     for resource_spans in request.resource_spans:
-        service = str(_attrs(resource_spans.resource.attributes).get("service.name") or "?")
+        service = _cut(_attrs(resource_spans.resource.attributes).get("service.name") or "?",
+                       50) or "?"
         for scope in resource_spans.scope_spans:
             for s in scope.spans:
                 attributes = _attrs(s.attributes)
                 kind = _kind(s.kind, s.name, attributes)
-                if kind is None:
-                    continue
+                if kind is None or len(s.trace_id) != 16 or len(s.span_id) != 8 or len(
+                        s.parent_span_id) not in (0, 8):
+                    continue  # no journey span, or ids no tracer makes
+                if kind == "create" and not attributes.get("school.event_id"):
+                    continue  # an event is known by its id: without one it is no event
                 started = datetime.fromtimestamp(s.start_time_unix_nano / 1e9, UTC)
                 correlation = attributes.get("messaging.message.conversation_id")
                 row = {
                     "span_id": s.span_id.hex(), "trace_id": s.trace_id.hex(),
-                    "parent_id": s.parent_span_id.hex() or None, "service": service[:50],
-                    "kind": kind, "name": s.name[:200],
+                    "parent_id": s.parent_span_id.hex() or None, "service": service,
+                    "kind": kind, "name": _cut(s.name, 200),
                     "correlation_id": _cut(correlation, 64),
                     "event_id": _cut(attributes.get("school.event_id"), 64),
                     "event_type": _cut(attributes.get("school.event_type"), 100),
                     "causation_id": _cut(attributes.get("school.causation_id"), 64),
                     "destination": _cut(s.name.split(" ", 1)[-1], 200),
                     "group_id": _cut(attributes.get("messaging.aws_sqs.message.group_id"), 200),
-                    "outcome": _outcome(kind, attributes),
+                    "outcome": _cut(_outcome(kind, attributes), 20),
                     "detail": _cut(_detail(s.events), 1000),
                     "started_at": started,
                     "duration_ms": max(0, s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
                 }
-                found = [{"value": str(v)[:64], "correlation_id": row["correlation_id"],
-                          "name": k.removeprefix(KEY_PREFIX)[:50], "seen_at": started}
+                found = [{"value": _cut(v, 64), "correlation_id": row["correlation_id"],
+                          "name": _cut(k.removeprefix(KEY_PREFIX), 50), "seen_at": started}
                          for k, v in attributes.items()
                          if k.startswith(KEY_PREFIX) and v and row["correlation_id"]]
                 yield row, found

@@ -106,8 +106,7 @@ def test_each_role_has_exactly_its_kms_actions_on_exactly_the_messaging_key(
 
 def test_the_console_role_may_send_and_receive_with_the_messaging_key_only(
         templates: dict[str, Any]) -> None:
-    """It receives from the DLQs (Decrypt) and sends redriven messages back, itself or through
-    SQS's move task in its name (a data key)."""
+    """It receives from the DLQs (Decrypt) and sends redriven messages back (a data key)."""
     [statement] = [s for s in statements(templates[CONSOLE])
                    if any(a.startswith("kms:") for a in s["actions"])]
     assert statement["effect"] == "Allow"

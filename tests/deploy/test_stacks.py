@@ -421,9 +421,7 @@ def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_coll
 # --- The operations console (issue 17) ---------------------------------------------------------
 # Written out here, not imported from deploy/aws/access.py: a widened list there must fail.
 CONSOLE_INSPECTS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")  # every queue and DLQ
-CONSOLE_ON_DLQS = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-                   "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
-                   "sqs:CancelMessageMoveTask")
+CONSOLE_ON_DLQS = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
 CONSOLE_ON_QUEUES = ("sqs:SendMessage",)  # the main queues: a redrive's destination
 CONSOLE_KMS = ("kms:GenerateDataKey", "kms:Decrypt")  # sending needs a data key; receiving, Decrypt
 MESSAGING_KEY = "<the messaging key>"

@@ -60,7 +60,9 @@ def whole(console: str, correlation_id: str, last: str, timeout: float = 120) ->
         assert response.ok, response.text
         c: dict[str, Any] = response.json()
         done = all(h["outcome"] != "waiting" for e in c["events"] for h in e["handlings"])
-        return c if done and last in {e["event_type"] for e in c["events"]} else None
+        # every conversation here starts with a request, whose span may come last
+        return c if done and c["request"] and last in {
+            e["event_type"] for e in c["events"]} else None
     return wait_for(found, timeout, f"conversation {correlation_id} to end with {last}")
 
 
@@ -138,10 +140,14 @@ def test_a_submission_is_found_by_its_id(school: School, console: str) -> None:
     assert c["request"]["name"].startswith("POST /assignments/")
 
 
-def dlq_messages(console: str, queue: str, count: int) -> list[dict[str, Any]]:
+def dlq_messages(console: str, queue: str, count: int, about: str = ""
+                 ) -> list[dict[str, Any]]:
+    """The DLQ's messages whose body holds `about` (a test's own student), once there are
+    `count` of them."""
     def listed() -> list[dict[str, Any]] | None:
         dlq = next(d for d in get(console, "/api/dlqs")["dlqs"] if d["queue"] == queue)
-        return dlq["messages"] if len(dlq["messages"]) == count else None
+        mine = [m for m in dlq["messages"] if about in m["body"]]
+        return mine if len(mine) == count else None
     return wait_for(listed, 120, f"{count} message(s) in the DLQ of {queue}")
 
 
@@ -151,7 +157,7 @@ def test_a_fifo_dlq_redrives_one_message_at_a_time_in_its_groups_order(
     why. The second cannot go before the first; the first, then the second, complete."""
     student, first, first_correlation = enrolled(school, "tok_flaky_3")
     _, second, _ = enrolled(school, "tok_flaky_3", student)
-    dead = dlq_messages(console, "payment-requests.fifo", 2)
+    dead = dlq_messages(console, "payment-requests.fifo", 2, student)
     assert [m["event_type"] for m in dead] == ["enrollment.requested"] * 2
     assert {m["dlq_reason"] for m in dead} == {"retries_exhausted"}
     assert all(m["dlq_error"] and m["source_queue"] for m in dead)
@@ -193,7 +199,8 @@ def test_a_standard_dlq_redrives_all_its_messages(sqs, settings, stack, console:
     assert dead["body"] == "{not json" and dead["age"] is not None
     moved = requests.post(f"{console}/api/dlqs/analytics/redrive", timeout=60)
     assert moved.status_code == 200, moved.text
-    assert moved.json()["completed"] and "1 message(s) moved" in moved.json()["result"]
+    assert moved.json()["completed"] and moved.json()["moved"] == 1
+    assert moved.json()["result"] == "1 message(s) moved to analytics"
     state = get(console, "/api/topology")["states"]
     assert set(state) == {n for q in TOPOLOGY.queues for n in (q.name, q.dlq_name)}
     assert requests.post(f"{console}/api/dlqs/nope/redrive", timeout=30).status_code == 404
@@ -204,7 +211,7 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
     and redrive a dead-lettered payment with the button until its enrollment is confirmed."""
     if reason := browser.missing():
         pytest.skip(reason)
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -236,23 +243,28 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
         assert wait.until(chain) == [("enrollment.requested", "enrollment"),
                                      ("payment.succeeded", "payment"),
                                      ("enrollment.confirmed", "enrollment")]
-        drawn = wait.until(lambda d: [(g.get_attribute("data-event-type"),
-                                       g.get_attribute("data-producer"),
-                                       g.get_attribute("data-consumer"))
-                                      for g in d.find_elements(By.CSS_SELECTOR,
-                                                               "#sequence-svg g.hop")])
-        assert drawn == [("enrollment.requested", "enrollment", "payment"),
-                         ("enrollment.requested", "enrollment", "analytics"),
-                         ("payment.succeeded", "payment", "enrollment"),
-                         ("payment.succeeded", "payment", "analytics"),
-                         ("enrollment.confirmed", "enrollment", "notification"),
-                         ("enrollment.confirmed", "enrollment", "analytics")]
-        lanes = wait.until(lambda d: [t.text for t in d.find_elements(
-            By.CSS_SELECTOR, "#sequence-svg .lane")])
-        assert lanes == ["client", "enrollment", "payment", "notification", "analytics"]
-        labels = wait.until(lambda d: [t.text for t in d.find_elements(
-            By.CSS_SELECTOR, "#sequence-svg text.event-type")])
-        assert [label.split()[0] for label in labels] == ["POST", *CHAIN]
+
+        def shows(read: Any, expected: Any) -> Any:
+            """What the page shows once it is `expected` (it redraws as spans arrive)."""
+            seen: list[Any] = []
+            try:
+                return wait.until(lambda d: seen.append(read(d)) or seen[-1] == expected)
+            except TimeoutException:
+                raise AssertionError(f"the page shows {seen[-1:]}, not {expected}") from None
+
+        shows(lambda d: [(g.get_attribute("data-event-type"), g.get_attribute("data-producer"),
+                          g.get_attribute("data-consumer"))
+                         for g in d.find_elements(By.CSS_SELECTOR, "#sequence-svg g.hop")],
+              [("enrollment.requested", "enrollment", "payment"),
+               ("enrollment.requested", "enrollment", "analytics"),
+               ("payment.succeeded", "payment", "enrollment"),
+               ("payment.succeeded", "payment", "analytics"),
+               ("enrollment.confirmed", "enrollment", "notification"),
+               ("enrollment.confirmed", "enrollment", "analytics")])
+        shows(lambda d: [t.text for t in d.find_elements(By.CSS_SELECTOR, "#sequence-svg .lane")],
+              ["client", "enrollment", "payment", "notification", "analytics"])
+        shows(lambda d: [t.text.split()[0] for t in d.find_elements(
+            By.CSS_SELECTOR, "#sequence-svg text.event-type")], ["POST", *CHAIN])
 
         driver.get(f"{console}/#topology")
         wait.until(lambda d: d.find_elements(
@@ -260,12 +272,20 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
         browser.screenshot(driver, SCREENSHOTS / "console-topology.png")
 
         driver.get(f"{console}/#dlqs")
-        row = wait.until(lambda d: next((r for r in d.find_elements(
-            By.CSS_SELECTOR, "tr.dlq-message") if flaky in r.text or flaky in (
-                r.find_element(By.TAG_NAME, "pre").get_attribute("textContent") or "")), None))
-        assert "retries_exhausted" in row.text and "enrollment.requested" in row.text
+
+        def dead(d: Any) -> tuple[str, str] | None:
+            for r in d.find_elements(By.CSS_SELECTOR, "tr.dlq-message"):
+                body = r.find_element(By.TAG_NAME, "pre").get_attribute("textContent") or ""
+                if flaky in body:
+                    return r.get_attribute("data-message-id"), r.text
+            return None
+        message_id, shown = wait.until(dead)
+        assert "retries_exhausted" in shown and "enrollment.requested" in shown
         browser.screenshot(driver, SCREENSHOTS / "console-dead-letters.png")
-        row.find_element(By.CSS_SELECTOR, "button[data-action=redrive-one]").click()
+        # found again by its id as it is clicked: the list may have been redrawn since
+        wait.until(lambda d: d.find_element(
+            By.CSS_SELECTOR, f'tr[data-message-id="{message_id}"] '
+                             "button[data-action=redrive-one]").click() or True)
         result = wait.until(lambda d: (t := d.find_element(By.ID, "dlq-result").text)
                             .startswith("Redriven") and t)
         assert "moved to payment-requests.fifo" in result

@@ -19,9 +19,10 @@ from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context
 from sqlalchemy import func, select, update
 
 from services.console import tables
-from services.console.conversation import assemble, tree
+from services.console.conversation import assemble
 from services.console.store import BadExport, Store, decode
 from shared import db
+from shared.cli import tree
 
 
 @pytest.fixture
@@ -216,3 +217,49 @@ def test_the_intake_takes_a_collector_sized_export_and_refuses_what_is_not_otlp(
     topology = client.get("/api/topology")  # SQS unreachable: a 503 that says so
     assert topology.status_code == 503 and "cannot read the queues" in topology.get_json()[
         "detail"]
+
+
+def test_spans_anyone_could_send_neither_break_a_conversation_nor_lose_an_export(
+        store: Store) -> None:
+    """The intake takes whatever reaches it: a create span without an event id, events that
+    cause themselves or each other, NULs and overlong values (which PostgreSQL refuses, and one
+    refused row would fail the whole export), and ids no tracer makes."""
+    journey = Journey()
+    post = journey.request("enrollment", "POST /enrollments")
+    journey.create("enrollment", post, "school-events", "student.registered", "", "odd")
+    journey.create("enrollment", post, "school-events", "a.self", "self", "odd", cause="self")
+    journey.create("enrollment", post, "school-events", "a.one", "one", "odd", cause="two")
+    journey.create("enrollment", post, "school-events", "a.two", "two", "odd", cause="one")
+    journey.create("enrollment", post, "school-events", "x\x00" + "y" * 300, "e\x00" + "9" * 99,
+                   "odd", student_id="s\x00" + "1" * 99)
+    handled = journey.process("payment", post, "q", "odd", "handled\x00" + "!" * 40)
+    handled.end()
+    post.end()
+    export = decode(journey.export(), None)
+    broken = export.resource_spans[0].scope_spans[0].spans.add()
+    broken.CopyFrom(export.resource_spans[0].scope_spans[0].spans[0])
+    broken.span_id = b"\x01\x02"  # not 8 bytes
+    assert store.ingest(export) == 6  # the create without an event id and the broken span left
+    c = assemble("odd", store.conversation("odd"))
+    assert c is not None
+    assert sorted(e["event_id"] for e in c["events"]) == sorted(
+        ["self", "one", "two", "e" + "9" * 63])
+    assert len(c["events"]) == 4 and all(e["depth"] in (0, 1) for e in c["events"])
+    assert tree(c).splitlines()[-1].startswith("4 event(s)")
+    assert [s.correlation_id for s in store.search("s" + "1" * 63)] == ["odd"]
+
+
+def test_a_second_dlq_job_is_told_the_first_is_running_instead_of_waiting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one listing or redrive holds the DLQs, another request gets a 409 that says so
+    within BUSY_AFTER, rather than hold one of the console's few threads (and /healthz's)."""
+    from services.console import queues
+    from shared.errors import Conflict
+    from shared.settings import Settings
+    monkeypatch.setattr(queues, "BUSY_AFTER", 0.1)
+    view = queues.Queues(sqs=None, settings=Settings())
+    with (view._alone(), pytest.raises(Conflict, match="another listing or redrive"),
+          view._alone()):
+        pass
+    with view._alone():  # free again once the first has finished
+        pass

@@ -80,6 +80,9 @@ function route() {
 }
 
 async function refresh() {
+  // One refresh at a time: a slow answer (a redrive running) is not asked for again behind it.
+  if (state.refreshing) return;
+  state.refreshing = true;
   try {
     const work = [refreshTopology()];
     if (state.view === "dlqs" && !state.busy) work.push(refreshDlqs());
@@ -90,6 +93,8 @@ async function refresh() {
   } catch (error) {
     $("live").classList.add("stale");
     $("live").textContent = `not updating: ${error.message}`;
+  } finally {
+    state.refreshing = false;
   }
 }
 
