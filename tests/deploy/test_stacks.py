@@ -534,6 +534,8 @@ def _main_arn(statements: list[dict[str, Any]]) -> Any:
 WIDENINGS = {
     "purge a DLQ": lambda s: _grant(s, "ListAndRedriveTheDlqs", "sqs:PurgeQueue"),
     "send to a DLQ": lambda s: _grant(s, "ListAndRedriveTheDlqs", "sqs:SendMessage"),
+    "a move task (its calls bypass the VPC endpoint)": lambda s: _grant(
+        s, "ListAndRedriveTheDlqs", "sqs:StartMessageMoveTask"),
     "receive from a main queue": lambda s: _grant(s, "InspectEveryQueue", "sqs:ReceiveMessage"),
     "delete on a main queue": lambda s: _on(s, "ListAndRedriveTheDlqs", _main_arn(s)),
     "send to a DLQ by its ARN": lambda s: _on(s, "RedriveIntoTheSourceQueues", _dlq_arn(s)),
