@@ -120,6 +120,7 @@ class Consumer:
             self.window.raise_errors()
             if not self.window.room():
                 continue
+            ticket = self.window.receiving()
             try:
                 messages = self.receive()
                 failures = 0
@@ -128,7 +129,7 @@ class Consumer:
                 log.warning("receiving failed (%s); retrying", exc)
                 stop.wait(self.config.backoff.delay(failures))
                 continue
-            self._accept(messages, stop, None)
+            self._accept(messages, stop, None, ticket)
 
     def receive(self) -> list[Message]:
         reply = self.sqs.receive_message(
@@ -150,7 +151,7 @@ class Consumer:
         return outcomes
 
     def _accept(self, messages: list[Message], stop: threading.Event,
-                outcomes: dict[str, Outcome] | None) -> None:
+                outcomes: dict[str, Outcome] | None, ticket: int | None = None) -> None:
         """Hold the received messages and queue them for the handler threads."""
         if not messages:
             return
@@ -159,7 +160,7 @@ class Consumer:
         if stop.is_set():  # stopped during the long poll: hand everything straight back
             self._release(messages, outcomes)
             return
-        for group, wait in self.window.add(messages):
+        for group, wait in self.window.add(messages, ticket):
             # A later message of a group whose earlier one failed (LocalStack unlocks a group
             # when one of its messages is made visible again; SQS does not): it waits with it.
             self._release(group, outcomes, wait)

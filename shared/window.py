@@ -30,6 +30,10 @@ class Window:
         self._groups: dict[str, deque[Message]] = {}  # FIFO: each live group's waiting messages
         self._ready_groups: deque[str] = deque()  # FIFO: live groups no thread has claimed
         self._blocked: dict[str, float] = {}  # FIFO group -> until when a failure holds it
+        self._receives = 0  # receives started (one receiver thread: at most one is open)
+        self._open: int | None = None  # the receive in progress, by its number
+        # FIFO group retired after a failure while receive n was open -> n (see `retire`)
+        self._suspect: dict[str, int] = {}
         self.running: dict[str, Message] = {}  # in a thread's batch now, by receipt handle
         self.errors: list[BaseException] = []  # bugs of the runtime itself
 
@@ -45,10 +49,20 @@ class Window:
         with self.cond:
             self.held += count
 
-    def add(self, messages: list[Message]) -> HeldBack:
-        """Queue held messages for the threads; return those of a group held by a failure."""
+    def receiving(self) -> int:
+        """The receiver is about to receive: the number to `add` what it gets with."""
+        with self.cond:
+            self._receives += 1
+            self._open = self._receives
+            return self._receives
+
+    def add(self, messages: list[Message], ticket: int | None = None) -> HeldBack:
+        """Queue held messages for the threads; return those of a group held by a failure,
+        and those of a group retired while the receive that brought them (`ticket`) was open."""
         held_back: HeldBack = []
         with self.cond:
+            if ticket is not None and ticket == self._open:
+                self._open = None
             if not self.fifo:
                 self._ready.extend(messages)
             for group_id, group in self.by_group(messages).items():
@@ -57,6 +71,10 @@ class Window:
                     held_back.append((group, math.ceil(wait)))
                     continue
                 self._blocked.pop(group_id, None)
+                suspect = self._suspect.pop(group_id, None)
+                if suspect is not None and ticket is not None and ticket <= suspect:
+                    held_back.append((group, 0))  # back behind its earlier messages
+                    continue
                 if group_id not in self._groups:
                     self._groups[group_id] = deque()
                     self._ready_groups.append(group_id)
@@ -135,11 +153,20 @@ class Window:
                 queue.clear()
                 return late
             del self._groups[group_id]
+            if self._open is not None:
+                # A receive in progress may already hold a later message of this group (SQS
+                # unlocked it when the last one was handed back, on LocalStack as soon as the
+                # first was): arriving after this, it would start the group anew and run before
+                # the earlier ones, which are visible again. It goes back behind them instead.
+                self._suspect[group_id] = self._open
             if delay:
                 self._blocked[group_id] = time.monotonic() + delay
             if len(self._blocked) > 1000:
                 now = time.monotonic()
                 self._blocked = {g: t for g, t in self._blocked.items() if t > now}
+            if len(self._suspect) > 1000:  # records of receives long finished
+                self._suspect = {g: n for g, n in self._suspect.items()
+                                 if n >= self._receives - 1}
             self.cond.notify_all()
         return []
 
