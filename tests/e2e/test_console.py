@@ -234,7 +234,8 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
         wait.until(lambda d: d.current_url.endswith(f"#conversation/{correlation}"))
 
         def chain(d: Any) -> list[tuple[str, str]] | None:
-            rows = d.find_elements(By.CSS_SELECTOR, "tr[data-testid=hop]")
+            rows = d.find_elements(By.CSS_SELECTOR, f'#hops[data-correlation-id="{correlation}"] '
+                                                    "tr[data-testid=hop]")
             seen: dict[str, str] = {}
             for row in rows:
                 seen.setdefault(row.get_attribute("data-event-type"),
@@ -292,10 +293,11 @@ def test_the_page_in_a_real_browser(school: School, console: str) -> None:
         school.wait_status(flaky, "active", timeout=120)
 
         driver.get(f"{console}/#conversation/{flaky_correlation}")
+        table = f'#hops[data-correlation-id="{flaky_correlation}"]'  # this one, not the last
         wait.until(lambda d: any(r.get_attribute("data-event-type") == "enrollment.confirmed"
                                  for r in d.find_elements(By.CSS_SELECTOR,
-                                                          "tr[data-testid=hop]")))
+                                                          f"{table} tr[data-testid=hop]")))
         attempts = wait.until(lambda d: d.find_element(
-            By.CSS_SELECTOR, 'tr[data-consumer="payment"]').text)
+            By.CSS_SELECTOR, f'{table} tr[data-consumer="payment"]').text)
         assert "dead_lettered" in attempts and "handled" in attempts
         browser.screenshot(driver, SCREENSHOTS / "console-conversation.png")

@@ -65,6 +65,14 @@ function clock(iso) {
 function route() {
   const [view, ...rest] = (location.hash.slice(1) || "topology").split("/");
   const arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
+  if ((view === "conversation" ? arg : null) !== state.conversation) {
+    // another conversation: nothing of the last one may stay on screen meanwhile
+    delete state.drawn.conversation;
+    $("conversation-head").replaceChildren();
+    $("sequence-svg").replaceChildren();
+    $("hops").replaceChildren();
+    $("hops").removeAttribute("data-correlation-id");
+  }
   state.conversation = view === "conversation" ? arg : null;
   state.search = view === "search" ? arg : null;
   state.view = {conversation: "conversations", search: "conversations"}[view] || view;
@@ -81,8 +89,12 @@ function route() {
 
 async function refresh() {
   // One refresh at a time: a slow answer (a redrive running) is not asked for again behind it.
-  if (state.refreshing) return;
+  if (state.refreshing) {
+    state.again = true;
+    return;
+  }
   state.refreshing = true;
+  state.again = false;
   try {
     const work = [refreshTopology()];
     if (state.view === "dlqs" && !state.busy) work.push(refreshDlqs());
@@ -95,6 +107,7 @@ async function refresh() {
     $("live").textContent = `not updating: ${error.message}`;
   } finally {
     state.refreshing = false;
+    if (state.again) refresh();  // the view changed while this one was on its way
   }
 }
 
@@ -469,6 +482,7 @@ function drawHops(c) {
     });
   });
   table.replaceChildren(...rows);
+  table.setAttribute("data-correlation-id", c.correlation_id);
 }
 
 // --- wiring --------------------------------------------------------------------------------
