@@ -36,18 +36,22 @@ def queue_state(sqs: Any, url: str, settings: Settings, cloudwatch: Any = None) 
 def _localstack_oldest_age(url: str, settings: Settings) -> float | None:
     """LocalStack's developer endpoint lists every message, in flight too, without receiving it
     (receiving would count towards maxReceiveCount). Not part of the AWS API."""
-    query = urllib.parse.urlencode({"QueueUrl": url, "ShowInvisible": "true"})
-    request = urllib.request.Request(
-        f"{settings.aws_endpoint_url}/_aws/sqs/messages?{query}",
-        headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        result = json.load(response)["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
-    messages = result.get("Message") or []
-    if isinstance(messages, dict):
-        messages = [messages]
+    messages = localstack_listing(str(settings.aws_endpoint_url), url)
     sent = [int(a["Value"]) for m in messages for a in m.get("Attribute", [])
             if a["Name"] == "SentTimestamp"]
     return time.time() - min(sent) / 1000 if sent else None
+
+
+def localstack_listing(endpoint: str, url: str) -> list[dict[str, Any]]:
+    """Every message of a queue, in flight too, as LocalStack's developer endpoint lists it
+    (receiving nothing; not part of the AWS API)."""
+    query = urllib.parse.urlencode({"QueueUrl": url, "ShowInvisible": "true"})
+    request = urllib.request.Request(f"{endpoint}/_aws/sqs/messages?{query}",
+                                     headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result = json.load(response)["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
+    messages = result.get("Message") or []
+    return [messages] if isinstance(messages, dict) else list(messages)
 
 
 def _cloudwatch_oldest_age(cloudwatch: Any, url: str) -> float | None:

@@ -11,11 +11,8 @@ not show. A lock keeps this process's listings and redrives from hiding messages
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import cli
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import CATALOGUE
-from shared.inspect import queue_state
+from shared.inspect import localstack_listing, queue_state
 from shared.settings import SERVICES, Settings
 from shared.topology import TOPOLOGY, QueueSpec, physical
 
@@ -220,14 +217,8 @@ def _count(sqs: Any, url: str) -> int:
 def _localstack_messages(endpoint: str, url: str) -> list[dict[str, Any]]:
     """Every message of a queue, in flight too, in the shape ReceiveMessage gives, from
     LocalStack's developer endpoint (which receives nothing; not part of the AWS API)."""
-    query = urllib.parse.urlencode({"QueueUrl": url, "ShowInvisible": "true"})
-    request = urllib.request.Request(f"{endpoint}/_aws/sqs/messages?{query}",
-                                     headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        result = json.load(response)["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
-    raw = result.get("Message") or []
     messages = []
-    for m in [raw] if isinstance(raw, dict) else raw:
+    for m in localstack_listing(endpoint, url):
         attributes = m.get("MessageAttribute") or []
         messages.append({
             "MessageId": m["MessageId"], "Body": m.get("Body", ""),
