@@ -167,7 +167,9 @@ def running(bench: Bench, students: int) -> Iterator[School]:
     try:
         with contextlib.redirect_stdout(sys.stderr):
             stack.start()
-        school = School(bench, stack, proxy, Api(stack.urls))
+        api = Api(stack.urls)
+        api.token = stack.admin_token()
+        school = School(bench, stack, proxy, api)
         school.engines = {s: db.make_engine(stack.databases[s]) for s in SERVICES}
         sqs = bench.client("sqs")
         for spec in TOPOLOGY.queues:

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
-from deploy.local import localstack, wait
+from deploy.local import issuer, localstack, wait
+from deploy.local.tokens import mint
 from shared import aws, db
 from shared.provision import Provisioner, Report
 from shared.settings import ROOT, Settings
@@ -62,6 +63,8 @@ class Bench:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     endpoint: str = ""
     proc: subprocess.Popen[bytes] | None = None
+    issuer: str = ""  # the run's identity issuer, for the API processes it starts itself
+    issuer_proc: subprocess.Popen[bytes] | None = None
     _serial: int = 0
 
     @classmethod
@@ -86,8 +89,19 @@ class Bench:
         self.proc = localstack.start(self.endpoint, self.folder / "localstack",
                                      self.log_dir / "localstack.log")
         localstack.wait_healthy(self.endpoint, self.proc, timeout=120)
+        port = localstack.free_port()
+        self.issuer = f"http://127.0.0.1:{port}"
+        self.issuer_proc = issuer.start(port, self.folder, self.log_dir / "issuer.log")
+        issuer.wait_ready(self.issuer, self.issuer_proc, log_path=self.log_dir / "issuer.log")
+
+    def token(self, sub: str, *groups: str) -> str:
+        """An access token of the run's issuer, valid for longer than any run."""
+        return mint(self.issuer, sub, list(groups), expires_in=86400)
 
     def stop(self, remove: bool) -> None:
+        if self.issuer_proc is not None:
+            self.stop_processes([self.issuer_proc], timeout=10)
+            self.issuer_proc = None
         if self.proc is not None:
             localstack.stop_group(self.proc.pid, timeout=30)
             self.proc = None
@@ -158,7 +172,8 @@ class Bench:
                        "SCHOOL_ENV": school_env, "AWS_ENDPOINT_URL": endpoint or self.endpoint,
                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                        "AWS_DEFAULT_REGION": "us-east-1", "DB": self.db,
-                       "SCHOOL_VAR_DIR": str(self.folder)} | (extra or {})
+                       "SCHOOL_VAR_DIR": str(self.folder), "OIDC_ISSUER": self.issuer,
+                       "OIDC_CLIENT_IDS": issuer.client_ids()} | (extra or {})
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """A process in its own group (so it can be stopped with its children), logging to

@@ -60,7 +60,8 @@ def api_latency(bench: Bench, opts: TracingOptions, env: dict[str, str], label: 
                        bench.process_env(school_env, extra={
                            "ENROLLMENT_DATABASE_URL": url, "ENROLLMENT_PORT": str(port),
                            **env}))
-    client = Client({"enrollment": f"http://127.0.0.1:{port}"}, timeout=10, trust_env=False)
+    client = Client({"enrollment": f"http://127.0.0.1:{port}"}, timeout=10, trust_env=False,
+                    token=bench.token("bench-admin", "admin"))
     try:
         until(lambda: _healthy(client, proc), 60, f"the enrollment API ({label})")
         count = opts.requests + opts.warmup

@@ -20,13 +20,15 @@ from typing import Any
 from flask import Flask
 
 from shared import db, idempotency, logs, telemetry, web
+from shared.access import Gate
+from shared.auth import Verifier
 from shared.consumer import Consumer
 from shared.handling import Handler
 from shared.inbox import Inbox
 from shared.outbox import Relay
 from shared.runtime import Runtime
 from shared.service import Service, declaration
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -49,9 +51,20 @@ def api(name: str, settings: Settings | None = None) -> Flask:
     blueprints = list(service.routes(runtime)) if service.routes else []
     if service.simulator is not None and runtime.settings.simulator_controls:
         blueprints += service.simulator.routes(runtime)
-    app = web.create_app(name, blueprints, runtime.ready_checks(), errors=service.errors)
+    app = web.create_app(name, blueprints, runtime.ready_checks(), errors=service.errors,
+                         gate=gate(runtime.settings, service.sessions(runtime)
+                                   if service.sessions else None))
     telemetry.instrument_app(app)
     return app
+
+
+def gate(settings: Settings, sessions: Any = None) -> Gate:
+    """The access check of an API: an API without an identity provider refuses to start rather
+    than serve anyone (README: Access)."""
+    if not settings.oidc_issuer or not settings.oidc_client_ids:
+        raise ConfigError("OIDC_ISSUER and OIDC_CLIENT_IDS must be set: an API accepts only "
+                          "access tokens of the school's identity provider (make up sets them)")
+    return Gate(Verifier(settings.oidc_issuer, settings.oidc_client_ids), sessions)
 
 
 def handlers(service: Service, settings: Settings) -> dict[str, Handler]:

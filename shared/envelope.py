@@ -45,6 +45,10 @@ class EnvelopeSchema(Schema):
     correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     causation_id = fields.String(required=True, allow_none=True)
     producer = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    # Who caused it: the `sub` of the request's token, null when the system acts. Optional, so
+    # events written before it existed (in a queue or a DLQ) still read.
+    actor = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Length(min=1, max=64))
     data = fields.Dict(required=True)
 
 
@@ -58,6 +62,7 @@ class Envelope:
     causation_id: str | None = None
     event_id: str = field(default_factory=new_id)
     occurred_at: str = field(default_factory=utc_now_iso)
+    actor: str | None = None
 
     def body(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -93,7 +98,8 @@ class Envelope:
             schema.load(raw)
         except ValidationError as exc:
             raise PoisonMessage("invalid_envelope", json.dumps(exc.messages)) from None
-        return cls(**{name: raw[name] for name in schema.fields})
+        fields_: dict[str, Any] = {name: raw.get(name) for name in schema.fields}
+        return cls(**fields_)
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +49,7 @@ class Context:
             raise RuntimeError("this consumer has no outbox to emit through")
         return self.producer.emit(self.session, event_type, data,
                                   correlation_id=self.event.correlation_id,
-                                  causation_id=self.event.event_id)
+                                  causation_id=self.event.event_id, actor=self.event.actor)
 
 
 Handler = Callable[[Context], None]
@@ -61,11 +61,17 @@ class Producer:
 
     catalogue: Catalogue
     outbox: Outbox
+    actor: str | None = None  # the `sub` of the request its events are caused by
+
+    def acting_for(self, actor: str | None) -> Producer:
+        """This producer, naming `actor` in every event it emits (a request's caller)."""
+        return replace(self, actor=actor)
 
     def emit(self, session: Session, event_type: str, data: dict[str, Any], *,
-             correlation_id: str, causation_id: str | None = None) -> Envelope:
+             correlation_id: str, causation_id: str | None = None,
+             actor: str | None = None) -> Envelope:
         envelope = self.catalogue.new(event_type, data, correlation_id=correlation_id,
-                                      causation_id=causation_id)
+                                      causation_id=causation_id, actor=actor or self.actor)
         self.outbox.add(session, envelope)
         return envelope
 

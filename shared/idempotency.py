@@ -30,6 +30,14 @@ def fingerprint(route: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def scoped(key: str | None, actor: str | None) -> str | None:
+    """The stored form of a caller's key: its digest with the caller's `sub`, so one caller's
+    key never replays another's response (the column holds the 64 hex digits)."""
+    if key is None:
+        return None
+    return hashlib.sha256(f"{actor or ''}\n{key}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class IdempotencyKeys:
     table: Table

@@ -61,6 +61,14 @@ def Ref(required: bool = True, **kwargs: Any) -> fields.String:  # noqa: N802
     return Text(required=required, validate=validate.Length(min=1, max=ID_MAX), **kwargs)
 
 
+def Subject(required: bool = True, **kwargs: Any) -> fields.String:  # noqa: N802
+    """A person's subject at the identity provider, used as their record's id: what a path can
+    carry (shared.web.IdConverter), so 1 to 64 characters without '/' or control characters."""
+    return Text(required=required, validate=[validate.Length(min=1, max=ID_MAX), validate.Regexp(
+        r"^[^/\x00-\x1f\x7f-\x9f]+$", error="must not contain '/' or control characters")],
+        **kwargs)
+
+
 _EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 

@@ -57,6 +57,8 @@ class Service:
     simulator: Simulator | None = None
     errors: Mapping[type[DomainError], int] = field(default_factory=dict)  # beyond shared.web's
     traced: bool = True  # exports its spans when tracing is on (not the console, issue 17)
+    # A browser sign-in beside bearer tokens (shared.access.Sessions), built per API process.
+    sessions: Callable[[Runtime], Any] | None = None
 
     def table(self, name: str) -> Table | None:
         return self.metadata.tables.get(name)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("enrollment", "payment", "assignment", "notification", "analytics")
 # The one place the services' ports are written (DESIGN section 2).
 PORTS = {"enrollment": 8001, "payment": 8002, "assignment": 8003, "notification": 8004,
-         "analytics": 8005, "console": 8000}
+         "analytics": 8005, "console": 8000, "issuer": 8006}
 # The operations console (issue 17): a process in the services' shape, with a database of its
 # own (the spans it has received), that consumes no queue and publishes nothing.
 CONSOLE = "console"
@@ -65,6 +65,10 @@ class Settings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     simulator_controls: bool = False
+    oidc_issuer: str | None = None  # the identity provider's `iss` (Cognito, the local issuer)
+    oidc_client_ids: tuple[str, ...] = ()  # the app clients whose access tokens are accepted
+    console_client_id: str = "school-console"  # the console's own app client, for its sign-in
+    otlp_token: str | None = None  # the credential the console's span intake accepts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,4 +105,9 @@ class Settings:
             smtp_host=env.get("SMTP_HOST", "127.0.0.1") or "127.0.0.1",
             smtp_port=int(env_number(env, "SMTP_PORT", 1025)),
             simulator_controls=env.get("SCHOOL_SIMULATOR_CONTROLS", "0") == "1",
+            oidc_issuer=(env.get("OIDC_ISSUER") or "").strip() or None,
+            oidc_client_ids=tuple(c.strip() for c in (env.get("OIDC_CLIENT_IDS") or "")
+                                  .split(",") if c.strip()),
+            console_client_id=env.get("CONSOLE_CLIENT_ID") or "school-console",
+            otlp_token=env.get("SCHOOL_OTLP_TOKEN") or None,
         )

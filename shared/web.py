@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from shared import logs
+from shared.access import SCHEME, Gate, public
 from shared.errors import Conflict, DomainError, Invalid, NotFound, TooLarge
 from shared.schemas import ID_MAX, HealthSchema, NotReadySchema, ProblemSchema, ReadySchema
 
@@ -66,7 +67,8 @@ def problem(status: int, detail: str, errors: dict[str, Any] | None = None) -> R
                     mimetype=PROBLEM)
 
 
-TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+          405: "Method Not Allowed", 409: "Conflict",
           413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
           417: "Expectation Failed", 422: "Unprocessable Content",
           431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -214,7 +216,7 @@ def _finish(response: Response) -> Response:
 
 
 def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict[str, ReadyCheck],
-               *, max_body_bytes: int = 1024 * 1024,
+               *, gate: Gate, max_body_bytes: int = 1024 * 1024,
                errors: Mapping[type[DomainError], int] | None = None) -> Flask:
     """A service's Flask app with the platform's routes and error handling.
 
@@ -222,9 +224,10 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     connection before reading the rest); the services' own limits sit well below it so that a
     merely too-large field still gets a proper 413 or 422 problem. A DomainError a command
     raises is answered with the status DOMAIN_STATUSES or the service's own `errors` give it.
+    Every request passes `gate` (shared.access) before its view runs.
     """
     statuses = DOMAIN_STATUSES | dict(errors or {})
-    app = Flask(service)
+    app = Flask(service, static_folder=None)  # no implicit /static route without a rule
     app.config.update(
         API_TITLE=f"{service} service", API_VERSION="1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
@@ -235,7 +238,12 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     app.url_map.converters["id"] = IdConverter
     api = ProblemApi(app)
     api.register_converter(IdConverter, _id_parameter)
+    _documentation_is_public(app)
+    api.spec.components.security_scheme(SCHEME, {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "An access token of the school's identity provider (README: Access)."})
     app.before_request(_correlation)
+    gate.install(app, problem)
     app.before_request(_require_json)
     app.after_request(_finish)
     app.register_error_handler(Problem, lambda e: problem(e.status, e.detail, e.errors))
@@ -245,9 +253,18 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     api.register_blueprint(_platform(ready_checks))
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
-    app.add_url_rule("/docs/static/<path:name>", "swagger_static",
-                     lambda name: send_from_directory(swagger_ui_bundle.swagger_ui_path, name))
+    app.add_url_rule("/docs/static/<path:name>", "swagger_static", public(
+        lambda name: send_from_directory(swagger_ui_bundle.swagger_ui_path, name)))
     return app
+
+
+def _documentation_is_public(app: Flask) -> None:
+    """/openapi.json and /docs, which flask-smorest serves with bound methods that cannot carry
+    a rule: each is wrapped in a function that can."""
+    for endpoint, view in list(app.view_functions.items()):
+        if endpoint.startswith("api-docs."):
+            app.view_functions[endpoint] = public(
+                lambda *args, _view=view, **kwargs: _view(*args, **kwargs))
 
 
 def _unexpected(error: Exception) -> Response:
@@ -268,12 +285,14 @@ def _platform(ready_checks: dict[str, ReadyCheck]) -> Blueprint:
     bp = Blueprint("platform", __name__, description="Liveness and readiness")
 
     @bp.route("/healthz")
+    @public
     @bp.response(200, HealthSchema)
     def healthz() -> Any:
         """The process is alive."""
         return {"status": "ok"}
 
     @bp.route("/readyz")
+    @public
     @bp.response(200, ReadySchema)
     @bp.alt_response(503, schema=NotReadySchema, content_type=PROBLEM,
                      description="A dependency is not reachable")

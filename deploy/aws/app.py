@@ -6,7 +6,9 @@ in cdk.out/ to the account and region of your credentials.
 
 Settings (environment variables, so `make synth` and `make deploy` see the same ones):
 DEPLOY_ENV (default `prod`): the SCHOOL_ENV of the deployment, prefix of every name;
-DEPLOY_SMTP_HOST, DEPLOY_SMTP_PORT: the SMTP relay the notification service sends to.
+DEPLOY_SMTP_HOST, DEPLOY_SMTP_PORT: the SMTP relay the notification service sends to;
+OIDC_ISSUER, OIDC_CLIENT_IDS: the identity provider whose access tokens the APIs accept (the
+Cognito user pool's issuer URL and its app clients). Without them an API refuses to start.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ def stack_name(env_name: str, part: str) -> str:
 
 
 def build(env_name: str = "prod", smtp: tuple[str, int] = ("smtp.internal", 25),
-          outdir: Path | None = None) -> App:
+          outdir: Path | None = None, oidc: dict[str, str] | None = None) -> App:
     if not NAME.match(env_name):
         raise ValueError(f"DEPLOY_ENV must be lowercase letters, digits and dashes, at most 20, "
                          f"starting with a letter; got {env_name!r}")
-    app = App(outdir=str(outdir or ROOT / "cdk.out"))
+    # Read by deploy.aws.fargate.environment for every task.
+    app = App(outdir=str(outdir or ROOT / "cdk.out"), context={"oidc": dict(oidc or {})})
     Tags.of(app).add("project", "online-school")
     Tags.of(app).add("school-env", env_name)
     platform = PlatformStack(app, stack_name(env_name, "platform"), env_name=env_name)
@@ -58,8 +61,13 @@ def main() -> int:
     env_name = os.environ.get("DEPLOY_ENV", "prod") or "prod"
     smtp = (os.environ.get("DEPLOY_SMTP_HOST", "smtp.internal") or "smtp.internal",
             int(os.environ.get("DEPLOY_SMTP_PORT", "25") or 25))
+    oidc = {name: os.environ[name] for name in ("OIDC_ISSUER", "OIDC_CLIENT_IDS")
+            if os.environ.get(name)}
+    if len(oidc) < 2:
+        print("[synth] OIDC_ISSUER or OIDC_CLIENT_IDS is not set: the APIs will refuse to "
+              "start until both name the identity provider", flush=True)
     try:
-        app = build(env_name, smtp)
+        app = build(env_name, smtp, oidc=oidc)
     except ValueError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 2

@@ -62,9 +62,10 @@ def image(service: str) -> ecs.ContainerImage:
 
 def environment(stack: Stack, env_name: str, service: str, db: str) -> dict[str, str]:
     """The variables `make up` sets, with AWS's values (shared/settings.py reads them)."""
+    oidc = stack.node.try_get_context("oidc") or {}
     return {"SCHOOL_ENV": env_name, "AWS_DEFAULT_REGION": stack.region, "DB": db,
             "BIND_HOST": "0.0.0.0", f"{service.upper()}_PORT": str(PORTS[service]),
-            "LOG_LEVEL": "INFO"}
+            "LOG_LEVEL": "INFO", **{name: str(value) for name, value in oidc.items()}}
 
 
 def serve(role: str, service: str) -> list[str]:

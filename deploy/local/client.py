@@ -6,10 +6,14 @@ expects one status and raises ProblemError (the status and the problem+json body
 the named calls (students, courses, enrollments, assignments, submissions, payments,
 notifications, the analytics summary, the simulator's switches) are built on `call`. A service
 that does not answer at all is Unreachable. A subclass may retry by overriding `exchange`
-(deploy/local/chaos/client.py)."""
+(deploy/local/chaos/client.py).
+
+Every request carries the client's access token (`token`), if it has one; `as_(token)` is the
+same client acting as someone else."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections.abc import Mapping
@@ -50,11 +54,19 @@ class Client:
     share between threads: each thread has its own HTTP session."""
 
     def __init__(self, urls: Mapping[str, str] | None = None, timeout: float = 30,
-                 trust_env: bool = True) -> None:
+                 trust_env: bool = True, token: str | None = None) -> None:
         self.urls = dict(base_urls() if urls is None else urls)
         self.timeout = timeout
         self.trust_env = trust_env  # False: no proxy or netrc lookups (the bench times calls)
+        self.token = token  # the caller's access token, sent as Authorization: Bearer
         self._local = threading.local()
+
+    def as_(self, token: str | None) -> Client:
+        """This client (its URLs, timeouts and kind), acting with another access token."""
+        other = copy.copy(self)
+        other.token = token
+        other._local = threading.local()
+        return other
 
     @property
     def http(self) -> requests.Session:
@@ -81,6 +93,8 @@ class Client:
         Idempotency-Key and an X-Correlation-ID when given. Unreachable if nothing answers."""
         url = self.urls[service] + path
         sent: dict[str, str | bytes] = dict(headers or {})
+        if self.token and not any(name.lower() == "authorization" for name in sent):
+            sent["Authorization"] = f"Bearer {self.token}"
         if key:
             sent["Idempotency-Key"] = key
         if correlation_id:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,8 +15,9 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from deploy.local import localstack
+from deploy.local import issuer, localstack
 from shared import aws, db
+from shared.auth import exporter_headers
 from shared.provision import Provisioner
 from shared.serve import port
 from shared.settings import CONSOLE, ROOT, SERVICES, Settings
@@ -45,11 +47,23 @@ class Stack:
             # The console keeps no statement spans: not making them halves what tracing costs
             # a worker (README: What tracing costs).
             os.environ.setdefault("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "sqlalchemy")
+        self.identity()
         self.settings = Settings.from_env()
         self.endpoint = self.settings.aws_endpoint_url or DEFAULT_ENDPOINT
         self.run_dir = self.settings.var_dir / "run"
         self.localstack: subprocess.Popen[bytes] | None = None
         self.honcho: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def identity() -> None:
+        """Every API trusts the local issuer's tokens; every exporter sends the console's intake
+        a secret made for this run (README: Access)."""
+        os.environ.setdefault("OIDC_ISSUER", f"http://127.0.0.1:{port('issuer')}")
+        os.environ.setdefault("OIDC_CLIENT_IDS", issuer.client_ids())
+        os.environ.setdefault("SCHOOL_OTLP_TOKEN", secrets.token_urlsafe(24))
+        headers = os.environ.get("OTEL_EXPORTER_OTLP_HEADERS")
+        intake = exporter_headers(os.environ["SCHOOL_OTLP_TOKEN"])
+        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = f"{headers},{intake}" if headers else intake
 
     def _pidfile(self, name: str, pid: int) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,13 +114,14 @@ class Stack:
 
     def wait_ready(self, timeout: float = 60) -> list[str]:
         """Poll the SMTP sink's port and every API's /healthz until all answer."""
-        names = [line.split(":", 1)[0] for line in PROCFILE.read_text().splitlines()
-                 if line and not line.startswith("#")]
+        names = checks_of(PROCFILE)
         apis = [n.removesuffix("-api") for n in names if n.endswith("-api")]
         checks: dict[str, Callable[[], bool]] = {
             "smtp sink": partial(_port_open, self.settings.smtp_host, self.settings.smtp_port)}
         for api in apis:
             checks[api] = partial(_http_ok, f"http://127.0.0.1:{port(api)}/healthz")
+        if "issuer" in names:
+            checks["issuer"] = partial(_http_ok, f"{self.settings.oidc_issuer}/healthz")
         deadline = time.monotonic() + timeout
         waiting = dict(checks)
         while waiting:
@@ -126,6 +141,9 @@ class Stack:
                  f"(mail in {shown(self.settings.var_dir / 'mail')}/)"]
         lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis
                   if api != CONSOLE]
+        if "issuer" in checks_of(PROCFILE):
+            lines.append(f"  {'issuer':<12} {self.settings.oidc_issuer}  (development sign-in; "
+                         "school login --as student|instructor|admin|operator)")
         if CONSOLE in apis:
             lines.append(f"  {CONSOLE:<12} http://127.0.0.1:{port(CONSOLE)}  (topology, dead "
                          "letters with redrive, conversations; school trace <correlation-id>)")
@@ -147,6 +165,12 @@ class Stack:
             say("stopping LocalStack")
             localstack.stop_group(self.localstack.pid)
             (self.run_dir / "localstack.pid").unlink(missing_ok=True)
+
+
+def checks_of(procfile: Path) -> list[str]:
+    """The names of the Procfile's processes."""
+    return [line.split(":", 1)[0] for line in procfile.read_text().splitlines()
+            if line and not line.startswith("#")]
 
 
 def forget_processes(run_dir: Path) -> None:

@@ -17,8 +17,9 @@ from shared.handling import Producer
 
 
 def create_assignment(session: Session, producer: Producer, correlation_id: str,
-                      **fields: Any) -> dict[str, Any]:
-    row = {"id": new_id(), "created_at": datetime.now(UTC), **fields}
+                      created_by: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A new assignment, recording the subject of the instructor who created it."""
+    row = {"id": new_id(), "created_at": datetime.now(UTC), "created_by": created_by, **fields}
     session.execute(insert(assignments).values(row))
     due_at = row["due_at"].isoformat() if row["due_at"] else None
     producer.emit(session, "assignment.created", {
@@ -27,9 +28,11 @@ def create_assignment(session: Session, producer: Producer, correlation_id: str,
     return row
 
 
-def get_assignment(session: Session, assignment_id: str) -> dict[str, Any]:
+def get_assignment(session: Session, assignment_id: str, creator: str | None = None
+                   ) -> dict[str, Any]:
+    """An assignment; given a `creator`, only one they created (another's is not found)."""
     row = session.execute(select(assignments).where(assignments.c.id == assignment_id)).first()
-    if row is None:
+    if row is None or (creator is not None and row.created_by != creator):
         raise NotFound(f"No assignment with id {assignment_id!r}.")
     return dict(row._mapping)
 
@@ -55,10 +58,11 @@ def submit(session: Session, producer: Producer, correlation_id: str, assignment
     return {"id": row["id"], "version": row["version"], "status": row["status"]}
 
 
-def list_submissions(session: Session, assignment_id: str,
-                     student_id: str | None = None) -> list[Any]:
-    """An assignment's submissions (one student's, if given), by student and version."""
-    get_assignment(session, assignment_id)
+def list_submissions(session: Session, assignment_id: str, student_id: str | None = None,
+                     creator: str | None = None) -> list[Any]:
+    """An assignment's submissions (one student's, if given), by student and version; given a
+    `creator`, only of an assignment they created."""
+    get_assignment(session, assignment_id, creator)
     statement = select(submissions).where(submissions.c.assignment_id == assignment_id)
     if student_id is not None:
         statement = statement.where(submissions.c.student_id == student_id)

@@ -8,6 +8,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from services.assignment import commands, schemas
+from shared.access import ANY, allow
 from shared.handling import Context, Handler
 from shared.runtime import Runtime
 from shared.service import Simulator
@@ -22,6 +23,7 @@ def routes(rt: Runtime) -> list[Blueprint]:
                     description="Fault injection into grading (tests and the demo)")
 
     @blp.route("/grader", methods=["PUT"])
+    @allow(admin=ANY, errors=(422,))
     @blp.arguments(schemas.GraderFaults())
     @blp.response(200, schemas.GraderFaults)
     def put_faults(body: dict[str, list[str]]) -> Any:

@@ -29,6 +29,8 @@ assignments = Table(
     Column("keywords", JSON, nullable=False),  # a list of strings
     timestamp("due_at", nullable=True),
     timestamp("created_at"),
+    # The subject of the instructor who created it (None before sign-in existed).
+    Column("created_by", String(64), nullable=True),
 )
 
 submissions = Table(

@@ -1,4 +1,6 @@
-"""The enrollment HTTP API (DESIGN section 7): parse, call a command, respond.
+"""The enrollment HTTP API (DESIGN section 7): parse, call a command, respond. Each route
+declares who may call it (shared.access): a student acts only as themselves, their student id
+being their token's `sub`; an admin acts for anyone.
 
 Argument schemas are given as instances: given a class, webargs builds a new schema on every
 request (issue 13)."""
@@ -11,6 +13,7 @@ from flask_smorest import Blueprint
 
 from services.enrollment import commands, schemas
 from services.enrollment.tables import idempotency_keys
+from shared.access import ANY, SELF, allow, current, public
 from shared.idempotency import OPENAPI_PARAMETER, IdempotencyKeys
 from shared.routes import command, idempotent, read, resource
 from shared.runtime import Runtime
@@ -21,12 +24,31 @@ def routes(rt: Runtime) -> list[Blueprint]:
     keys = IdempotencyKeys(idempotency_keys)
     accepted = schemas.EnrollmentAccepted()
 
-    resource(blp, rt, "/students", "student", schemas.StudentIn(), schemas.StudentOut,
-             commands.register_student, commands.get_student)
     resource(blp, rt, "/courses", "course", schemas.CourseIn(), schemas.CourseOut,
-             commands.create_course, commands.get_course)
+             commands.create_course, commands.get_course,
+             who_creates=allow(instructor=ANY, admin=ANY, errors=(422,)),
+             who_reads=public(errors=(404,)))
+
+    @blp.route("/students", methods=["POST"])
+    @allow(student=SELF, admin=ANY, acts_as="id", errors=(409, 422))
+    @blp.arguments(schemas.StudentIn())
+    @blp.response(201, schemas.StudentOut)
+    def post_student(body: dict[str, Any]) -> Any:
+        """A student registers themselves (their id is their token's subject); an admin
+        registers anyone, with their subject as `id` or with an id the server chooses."""
+        student_id = current().own or body.pop("id", None)
+        body.pop("id", None)
+        return command(rt, commands.register_student, student_id=student_id,
+                       race=f"Student {student_id} is already registered.", **body)
+
+    @blp.route("/students/<id:student_id>")
+    @allow(student=SELF, admin=ANY, errors=(404,))
+    @blp.response(200, schemas.StudentOut)
+    def get_student(student_id: str) -> Any:
+        return read(rt, commands.get_student, student_id, current().own)
 
     @blp.route("/enrollments", methods=["POST"])
+    @allow(student=SELF, admin=ANY, acts_as="student_id", errors=(404, 409, 422))
     @blp.arguments(schemas.EnrollmentIn())
     @blp.response(202, schemas.EnrollmentAccepted)
     @blp.doc(parameters=[OPENAPI_PARAMETER])
@@ -36,19 +58,22 @@ def routes(rt: Runtime) -> list[Blueprint]:
         return idempotent(rt, keys, accepted, 202, race, commands.request_enrollment, **body)
 
     @blp.route("/enrollments")
+    @allow(student=SELF, admin=ANY, acts_as="student_id", errors=(422,))
     @blp.arguments(schemas.EnrollmentQuery(), location="query")
     @blp.response(200, schemas.EnrollmentOut(many=True))
     def list_enrollments(query: dict[str, str]) -> Any:
         return read(rt, commands.list_enrollments, query["student_id"])
 
     @blp.route("/enrollments/<id:enrollment_id>")
+    @allow(student=SELF, admin=ANY, errors=(404,))
     @blp.response(200, schemas.EnrollmentOut)
     def get_enrollment(enrollment_id: str) -> Any:
-        return read(rt, commands.get_enrollment, enrollment_id)
+        return read(rt, commands.get_enrollment, enrollment_id, current().own)
 
     @blp.route("/enrollments/<id:enrollment_id>/cancel", methods=["POST"])
+    @allow(student=SELF, admin=ANY, errors=(404, 409))
     @blp.response(202, schemas.EnrollmentAccepted)
     def cancel_enrollment(enrollment_id: str) -> Any:
-        return command(rt, commands.cancel, enrollment_id)
+        return command(rt, commands.cancel, enrollment_id, current().own)
 
     return [blp]

@@ -19,8 +19,13 @@ from shared.handling import Producer
 
 
 def register_student(session: Session, producer: Producer, correlation_id: str,
-                     name: str, email: str) -> dict[str, Any]:
-    row = {"id": new_id(), "name": name, "email": email, "created_at": datetime.now(UTC)}
+                     name: str, email: str, student_id: str | None = None) -> dict[str, Any]:
+    """A new student; `student_id` is the person's subject when they have signed in (a new id
+    otherwise). Registering a subject twice is a conflict."""
+    row = {"id": student_id or new_id(), "name": name, "email": email,
+           "created_at": datetime.now(UTC)}
+    if session.execute(select(students.c.id).where(students.c.id == row["id"])).first():
+        raise Conflict(f"Student {row['id']} is already registered.")
     session.execute(insert(students).values(row))
     producer.emit(session, "student.registered", {"student_id": row["id"], "name": name,
                                                   "email": email}, correlation_id=correlation_id)
@@ -37,18 +42,22 @@ def create_course(session: Session, producer: Producer, correlation_id: str,
     return row
 
 
-def _getter(table: Any, what: str) -> Callable[[Session, str], Any]:
-    def get(session: Session, record_id: str) -> Any:
+def _getter(table: Any, what: str, owner_column: str | None = None
+            ) -> Callable[..., Any]:
+    """A query of one record by id; given an `owner`, a record of another student is not
+    found either (its existence is not revealed)."""
+    def get(session: Session, record_id: str, owner: str | None = None) -> Any:
         row = session.execute(select(table).where(table.c.id == record_id)).first()
-        if row is None:
+        if row is None or (owner is not None and owner_column is not None
+                           and getattr(row, owner_column) != owner):
             raise NotFound(f"No {what} with id {record_id!r}.")
         return row
     return get
 
 
-get_student = _getter(students, "student")
+get_student = _getter(students, "student", "id")
 get_course = _getter(courses, "course")
-get_enrollment = _getter(enrollments, "enrollment")
+get_enrollment = _getter(enrollments, "enrollment", "student_id")
 
 
 def list_enrollments(session: Session, student_id: str) -> list[Any]:
@@ -114,9 +123,10 @@ def _explain_refusal(session: Session, student_id: str, course_id: str) -> Any:
 
 
 def cancel(session: Session, producer: Producer, correlation_id: str,
-           enrollment_id: str) -> dict[str, Any]:
-    """Start a refund of an active enrollment (saga, cancellation)."""
-    row = get_enrollment(session, enrollment_id)
+           enrollment_id: str, owner: str | None = None) -> dict[str, Any]:
+    """Start a refund of an active enrollment (saga, cancellation); given an `owner`, only
+    one of theirs."""
+    row = get_enrollment(session, enrollment_id, owner)
     state = domain.next_state(row.status, "cancel")
     changed = session.execute(update(enrollments).where(
         enrollments.c.id == enrollment_id, enrollments.c.status == row.status

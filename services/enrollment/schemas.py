@@ -5,12 +5,15 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from services.enrollment.tables import courses, enrollments, students
-from shared.schemas import Name, Ref, RowOut, Text
+from shared.schemas import Name, Ref, RowOut, Subject, Text
 
 
 class StudentIn(Schema):
     name = Name()
     email = fields.Email(required=True, validate=validate.Length(max=320))
+    id = Subject(required=False, metadata={
+        "description": "an admin's choice: the person's subject at the identity provider; a "
+                       "student's id is always their own subject"})
 
 
 class StudentOut(RowOut):

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from services.notification import commands
 from services.notification.schemas import NotificationOut, NotificationQuery
+from shared.access import ANY, SELF, allow
 from shared.routes import read
 from shared.runtime import Runtime
 
@@ -16,6 +17,7 @@ def routes(rt: Runtime) -> list[Blueprint]:
     blp = Blueprint("notification", __name__, description="Emails sent to students")
 
     @blp.route("/notifications")
+    @allow(student=SELF, admin=ANY, acts_as="student_id", errors=(422,))
     @blp.arguments(NotificationQuery(), location="query")
     @blp.response(200, NotificationOut(many=True))
     def list_notifications(query: dict[str, str]) -> Any:

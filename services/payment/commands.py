@@ -19,15 +19,19 @@ def _with_attempts(row: Row[Any], gateway: SimulatedGateway) -> dict[str, Any]:
     return dict(row._mapping) | {"gateway_attempts": gateway.attempts(*keys)}
 
 
-def list_payments(session: Session, gateway: SimulatedGateway,
-                  enrollment_id: str) -> list[dict[str, Any]]:
-    rows = session.execute(select(payments).where(
-        payments.c.enrollment_id == enrollment_id)).all()
-    return [_with_attempts(row, gateway) for row in rows]
+def list_payments(session: Session, gateway: SimulatedGateway, enrollment_id: str,
+                  owner: str | None = None) -> list[dict[str, Any]]:
+    """An enrollment's payments; given an `owner`, only theirs (another student's enrollment
+    then has none to show)."""
+    statement = select(payments).where(payments.c.enrollment_id == enrollment_id)
+    if owner is not None:
+        statement = statement.where(payments.c.student_id == owner)
+    return [_with_attempts(row, gateway) for row in session.execute(statement).all()]
 
 
-def get_payment(session: Session, gateway: SimulatedGateway, payment_id: str) -> dict[str, Any]:
+def get_payment(session: Session, gateway: SimulatedGateway, payment_id: str,
+                owner: str | None = None) -> dict[str, Any]:
     row = session.execute(select(payments).where(payments.c.id == payment_id)).first()
-    if row is None:
+    if row is None or (owner is not None and row.student_id != owner):
         raise NotFound(f"No payment with id {payment_id!r}.")
     return _with_attempts(row, gateway)

@@ -7,6 +7,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from services.payment.schemas import GatewaySwitches
+from shared.access import ANY, allow
 from shared.runtime import Runtime
 from shared.service import Simulator
 
@@ -16,11 +17,13 @@ def routes(rt: Runtime) -> list[Blueprint]:
                     description="Controls of the simulated gateway (tests and the demo)")
 
     @blp.route("/gateway", methods=["GET"])
+    @allow(admin=ANY)
     @blp.response(200, GatewaySwitches)
     def get_switches() -> Any:
         return {"outage": rt.resources.outage()}
 
     @blp.route("/gateway", methods=["PUT"])
+    @allow(admin=ANY, errors=(422,))
     @blp.arguments(GatewaySwitches())
     @blp.response(200, GatewaySwitches)
     def put_switches(body: dict[str, bool]) -> Any:

@@ -22,7 +22,7 @@ KEYWORDS = ["queue", "fifo", "group", "order"]
 
 @pytest.fixture(scope="module")
 def school(school_stack) -> School:
-    return School(school_stack.urls)
+    return School(school_stack.urls, token=school_stack.admin())
 
 
 def test_the_summary_matches_the_events_of_a_full_scenario(

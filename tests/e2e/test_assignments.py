@@ -18,7 +18,7 @@ KEYWORDS = ["queue", "fifo", "group", "order"]
 
 @pytest.fixture(scope="module")
 def school(assignment_stack) -> School:
-    return School(assignment_stack.urls)
+    return School(assignment_stack.urls, token=assignment_stack.admin())
 
 
 def assignment(school: School, **fields: Any) -> str:

@@ -21,7 +21,7 @@ SCHOOL_CLI = str(Path(sys.executable).parent / "school")
 
 @pytest.fixture(scope="module")
 def school(saga_stack) -> School:
-    return School(saga_stack.urls)
+    return School(saga_stack.urls, token=saga_stack.admin())
 
 
 def test_a_paid_enrollment_becomes_active_with_one_charge(school: School) -> None:

@@ -21,7 +21,7 @@ ESSAY = "event driven systems keep working when one service is down because queu
 
 @pytest.fixture(scope="module")
 def school(school_stack) -> School:
-    return School(school_stack.urls)
+    return School(school_stack.urls, token=school_stack.admin())
 
 
 @pytest.fixture(scope="module")

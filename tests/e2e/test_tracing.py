@@ -47,7 +47,7 @@ def receiver(otlp, traced_stack) -> Receiver:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def school(traced_stack) -> School:  # type: ignore[no-untyped-def]
-    return School(traced_stack.urls)
+    return School(traced_stack.urls, token=traced_stack.admin())
 
 
 def request_trace(receiver: Receiver, correlation: str, needs: Any, what: str) -> list[Span]:

@@ -39,9 +39,11 @@ class Findings:
                 f"{len(self.failures)} failing, {self.seconds:.1f} s")
 
 
-def run(base_url: str, max_examples: int, findings: Findings) -> None:
-    """Test every operation of the service at `base_url`; failures are collected, not raised,
-    so one run reports every non-conforming operation at once."""
+def run(base_url: str, max_examples: int, findings: Findings,
+        headers: dict[str, str] | None = None) -> None:
+    """Test every operation of the service at `base_url`, sending `headers` (the caller's
+    token) with each case; failures are collected, not raised, so one run reports every
+    non-conforming operation at once."""
     started = time.monotonic()
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=10)
     with requests.Session() as session:
@@ -49,12 +51,14 @@ def run(base_url: str, max_examples: int, findings: Findings) -> None:
             operation = result.ok()
             findings.operations += 1
             for mode in MODES:
-                _run_operation(operation, mode, base_url, session, max_examples, findings)
+                _run_operation(operation, mode, base_url, session, max_examples, findings,
+                               headers or {})
     findings.seconds += time.monotonic() - started
 
 
 def _run_operation(operation: APIOperation, mode: GenerationMode, base_url: str,
-                   session: requests.Session, max_examples: int, findings: Findings) -> None:
+                   session: requests.Session, max_examples: int, findings: Findings,
+                   headers: dict[str, str]) -> None:
     # derandomize: the same cases on every run, so a failure in `make test` is reproducible;
     # no shrinking and no example database: bounded time, nothing written outside the tree.
     @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
@@ -63,7 +67,8 @@ def _run_operation(operation: APIOperation, mode: GenerationMode, base_url: str,
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case: schemathesis.Case) -> None:
         findings.cases += 1
-        case.call_and_validate(base_url=base_url, session=session, checks=CHECKS, timeout=10)
+        case.call_and_validate(base_url=base_url, session=session, checks=CHECKS, timeout=10,
+                               headers=headers)
 
     try:
         check()

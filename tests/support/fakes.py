@@ -50,9 +50,10 @@ class FakeProducer:
         self.emitted: list[Envelope] = []
 
     def emit(self, session: Session, event_type: str, data: dict[str, Any], *,
-             correlation_id: str, causation_id: str | None = None) -> Envelope:
+             correlation_id: str, causation_id: str | None = None,
+             actor: str | None = None) -> Envelope:
         envelope = CATALOGUE.new(event_type, data, correlation_id=correlation_id,
-                                 causation_id=causation_id)
+                                 causation_id=causation_id, actor=actor)
         self.emitted.append(envelope)
         return envelope
 

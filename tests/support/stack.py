@@ -4,16 +4,21 @@ and its worker, on fresh databases, against the session's LocalStack and topolog
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from deploy.local import issuer
+from deploy.local.tokens import mint
 from shared import db
+from shared.auth import exporter_headers
 from shared.provision import Report
 from shared.settings import CONSOLE, ROOT
 from tests.support.messages import wait_for
@@ -35,11 +40,13 @@ class ServiceStack:
     databases: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     report: Report | None = None  # the topology this stack was provisioned with
+    issuer: str = ""  # the stack's own identity issuer (deploy/local/issuer.py)
 
     def start(self, extra_env: dict[str, str]) -> None:
         from deploy.local.localstack import free_port
         self.env = os.environ | {"PYTHONPATH": str(ROOT), "SCHOOL_SIMULATOR_CONTROLS": "1",
                                  "WEB_CONCURRENCY": "2", **extra_env}
+        self._start_issuer(free_port())
         for service in self.services:
             port = free_port()
             self.urls[service] = f"http://127.0.0.1:{port}"
@@ -58,6 +65,26 @@ class ServiceStack:
                 self.procs[f"{service}-{role}"] = self._spawn(role, service)
         for service in self.services:
             wait_for(lambda s=service: self._healthy(s), 120, f"{service} /healthz")
+
+    def _start_issuer(self, port: int) -> None:
+        """The identity issuer every API of the stack trusts, and the exporters' credential."""
+        self.issuer = f"http://127.0.0.1:{port}"
+        self.procs["issuer"] = issuer.start(port, self.folder, self.folder / "issuer.log",
+                                            self.env)
+        issuer.wait_ready(self.issuer, self.procs["issuer"])
+        otlp_token = secrets.token_urlsafe(24)
+        self.env |= {"OIDC_ISSUER": self.issuer, "OIDC_CLIENT_IDS": issuer.client_ids(),
+                     "SCHOOL_OTLP_TOKEN": otlp_token,
+                     "OTEL_EXPORTER_OTLP_HEADERS": exporter_headers(otlp_token)}
+
+    def token(self, sub: str, *groups: str, **claims: Any) -> str:
+        """An access token of the stack's issuer for `sub` with these roles."""
+        return mint(self.issuer, sub, list(groups), **claims)
+
+    def admin(self) -> str:
+        """An admin's token: the end-to-end tests act as the school's administrator unless
+        they test who may do what."""
+        return self.token("admin-e2e", "admin")
 
     def _spawn(self, role: str, service: str) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{service}-{role}.log").open("wb")

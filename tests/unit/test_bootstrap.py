@@ -11,9 +11,11 @@ import pytest
 from flask_smorest import Blueprint
 
 from shared import bootstrap, web
+from shared.access import public
 from shared.errors import Conflict, DomainError, Invalid, NotFound, TooLarge
 from shared.service import Service, declaration
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
+from tests.support.identity import CLIENT, ISSUER, gate
 
 
 class Overbooked(Conflict):
@@ -31,10 +33,11 @@ def app_raising(errors: dict[type[DomainError], int] | None = None) -> Any:
              "big": TooLarge("Too big."), "tea": Teapot("I am a teapot.")}
 
     @bp.route("/raise/<kind>")
+    @public
     def raise_(kind: str) -> Any:
         raise kinds[kind]
 
-    return web.create_app("probe", [bp], {}, errors=errors).test_client()
+    return web.create_app("probe", [bp], {}, errors=errors, gate=gate()).test_client()
 
 
 @pytest.mark.parametrize(("kind", "status"), [("missing", 404), ("full", 409), ("bad", 422),
@@ -54,7 +57,8 @@ def test_a_service_maps_its_own_domain_errors() -> None:
 
 
 def settings(tmp_path: Path, controls: bool) -> Settings:
-    return Settings(var_dir=tmp_path, simulator_controls=controls)
+    return Settings(var_dir=tmp_path, simulator_controls=controls, oidc_issuer=ISSUER,
+                    oidc_client_ids=(CLIENT,))
 
 
 @pytest.mark.parametrize("controls", [False, True])
@@ -79,6 +83,13 @@ def test_every_service_s_api_builds_from_its_declaration(tmp_path: Path) -> None
         app = bootstrap.api(name, settings(tmp_path, False))
         assert app.name == name
         assert not any(r.rule.startswith("/simulator") for r in app.url_map.iter_rules())
+
+
+@pytest.mark.parametrize("oidc", [{"oidc_issuer": None}, {"oidc_client_ids": ()}])
+def test_an_api_without_an_identity_provider_refuses_to_start(tmp_path: Path,
+                                                              oidc: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="OIDC_ISSUER and OIDC_CLIENT_IDS"):
+        bootstrap.api("enrollment", replace(settings(tmp_path, False), **oidc))
 
 
 def test_a_declaration_that_is_not_a_service_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,7 +43,7 @@ def reason_of(body: str) -> str:
 def test_the_body_is_json_with_every_envelope_field() -> None:
     event = envelope(n=1)
     body = json.loads(event.body())
-    assert set(body) == FIELDS
+    assert set(body) == FIELDS | {"actor"}
     assert body["event_type"] == "probe.ping" and body["event_version"] == 1
     assert body["data"] == {"n": 1} and body["producer"] == "probe"
     assert body["correlation_id"] == "c-1" and body["causation_id"] is None
@@ -87,7 +87,18 @@ def test_a_missing_field_is_an_invalid_envelope(name: str) -> None:
     assert reason_of(body_without(name)) == "invalid_envelope"
 
 
+def test_an_event_from_before_actor_existed_reads_with_no_actor() -> None:
+    assert Envelope.parse(body_without("actor")).actor is None
+
+
+def test_the_actor_is_carried_in_the_body() -> None:
+    event = Envelope("x.y", 1, {}, "probe", actor="student-7")
+    assert Envelope.parse(event.body()).actor == "student-7"
+
+
 @pytest.mark.parametrize("change", [
+    {"actor": ""},
+    {"actor": "x" * 65},
     {"event_id": "not-a-uuid"},
     {"event_version": "1"},
     {"event_version": True},

@@ -15,9 +15,11 @@ from marshmallow import Schema
 from sqlalchemy.exc import OperationalError
 from werkzeug.test import TestResponse
 
+from shared.access import public
 from shared.schemas import Name
 from shared.serve import refusal
 from shared.web import MAX_JSON_DEPTH, Problem, create_app
+from tests.support.identity import gate
 
 PROBLEM = "application/problem+json"
 
@@ -38,29 +40,34 @@ def client(checks: dict[str, Any] | None = None) -> FlaskClient:
     bp = Blueprint("things", __name__)
 
     @bp.route("/things", methods=["POST"])
+    @public
     @bp.arguments(ThingIn)
     @bp.response(201, ThingIn)
     def post(body: dict[str, Any]) -> Any:
         return body
 
     @bp.route("/things/<id:thing_id>")
+    @public
     def get(thing_id: str) -> Any:
         return {"id": thing_id}
 
     @bp.route("/conflict")
+    @public
     def conflict() -> Any:
         raise Problem(409, "It is already there.")
 
     @bp.route("/boom")
+    @public
     def boom() -> Any:
         raise RuntimeError("secret internals")
 
     @bp.route("/db-lost")
+    @public
     def db_lost() -> Any:
         raise OperationalError("SELECT 1", {}, ConnectionError("terminated by administrator"),
                                connection_invalidated=True)
 
-    return create_app("probe", [bp], checks or {"db": ok_check}).test_client()
+    return create_app("probe", [bp], checks or {"db": ok_check}, gate=gate()).test_client()
 
 
 def assert_problem(reply: TestResponse, status: int) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def run(config: ChaosConfig) -> Report:
     try:
         stack.start()
         api.urls = stack.urls
+        api.token = stack.admin_token()
         _run(config, stack, api, report)
     except Exception as exc:
         report.error = f"{type(exc).__name__}: {exc}"

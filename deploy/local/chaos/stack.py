@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,11 +19,13 @@ from typing import Any
 import requests
 from sqlalchemy.engine import URL
 
-from deploy.local import localstack
+from deploy.local import issuer, localstack
 from deploy.local.chaos import say
 from deploy.local.chaos.config import ChaosConfig
+from deploy.local.tokens import mint
 from deploy.local.wait import until
 from shared import aws, db
+from shared.auth import exporter_headers
 from shared.provision import Provisioner, QueueRef, Report
 from shared.settings import ROOT, SERVICES, Settings
 
@@ -40,6 +43,7 @@ class Stack:
     smtp_port: int = 0
     report: Report | None = None
     frozen: bool = False
+    issuer: str = ""
 
     @property
     def folder(self) -> Path:
@@ -83,6 +87,7 @@ class Stack:
             db.migrate(service, self.databases[service])
         say(f"migrated {len(SERVICES)} {self.config.db} databases")
         self.start_sink()
+        self._start_issuer()
         for service in SERVICES:
             self._spawn(f"{service}-api", ["shared.serve", "api", service])
             self.start_worker(service)
@@ -111,6 +116,22 @@ class Stack:
         for name in DATABASES:
             self.databases[name] = self._database_url(name)
             self.env[f"{name.upper()}_DATABASE_URL"] = self.databases[name]
+
+    def _start_issuer(self) -> None:
+        """The identity issuer the APIs trust; the workload acts as the school's admin."""
+        port = localstack.free_port()
+        self.issuer = f"http://127.0.0.1:{port}"
+        log_path = self.folder / "log" / "issuer.log"
+        self.procs["issuer"] = issuer.start(port, self.folder, log_path, self.env)
+        issuer.wait_ready(self.issuer, self.procs["issuer"], log_path=log_path)
+        otlp_token = secrets.token_urlsafe(24)
+        self.env |= {"OIDC_ISSUER": self.issuer, "OIDC_CLIENT_IDS": issuer.client_ids(),
+                     "SCHOOL_OTLP_TOKEN": otlp_token,
+                     "OTEL_EXPORTER_OTLP_HEADERS": exporter_headers(otlp_token)}
+
+    def admin_token(self) -> str:
+        """A token of the school's admin, valid longer than any run."""
+        return mint(self.issuer, "chaos-admin", ["admin"], expires_in=86400)
 
     def _database_url(self, name: str) -> str:
         if self.config.db != "postgres":

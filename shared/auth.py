@@ -1,0 +1,201 @@
+"""Who is calling: access tokens from the school's identity provider (Cognito on AWS, the local
+issuer in development), checked once here for every route of every service.
+
+A token is an RS256 JWT signed by a key of the issuer's JWKS. It is accepted only when its `iss`
+is OIDC_ISSUER, its `token_use` is `access`, its `client_id` is one of OIDC_CLIENT_IDS and it has
+not expired (60 s leeway). Cognito's access tokens carry no `aud`: `client_id` is the audience
+check, and it is never skipped. Roles are the token's `cognito:groups`.
+
+https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-access-token.html
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+
+log = logging.getLogger(__name__)
+
+ROLES = ("student", "instructor", "admin", "operator")
+ALGORITHM = "RS256"  # the only one: never a symmetric key, never `none`
+LEEWAY = 60  # seconds of clock skew allowed on exp and iat
+MAX_TOKEN = 8192  # characters; Cognito's access tokens are a few KB at most
+# A JWS in compact form: three base64url parts. Anything else in the header is malformed.
+_BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+_SUBJECT = re.compile(r"[^/\x00-\x1f\x7f-\x9f]{1,64}")  # a subject is a record id (shared.web)
+
+
+class Unauthenticated(Exception):
+    """No token, or one that is not valid: 401. The message says why without repeating it."""
+
+
+class KeysUnavailable(Exception):
+    """The issuer's discovery document or keys cannot be fetched: 503."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller a valid token names."""
+
+    sub: str
+    roles: frozenset[str]
+    client_id: str
+    email: str | None = None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+def bearer(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <jwt>` header; Unauthenticated for anything else
+    (another scheme, an empty value, two tokens, junk, non-ASCII)."""
+    if header is None or not header.strip():
+        raise Unauthenticated("This route needs an access token: Authorization: Bearer <token>.")
+    if len(header) > MAX_TOKEN + 7:
+        raise Unauthenticated("The Authorization header is longer than any access token.")
+    match = _BEARER.fullmatch(header.strip())
+    if match is None:
+        raise Unauthenticated("The Authorization header must be 'Bearer ' and one JWT.")
+    return match.group(1)
+
+
+def _loopback(url: str) -> bool:
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _fetch_json(url: str, timeout: float) -> Any:
+    if not (url.startswith("https://") or (url.startswith("http://") and _loopback(url))):
+        raise KeysUnavailable(f"refusing to fetch keys over plain HTTP from {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - checked
+            return json.load(reply)
+    except (OSError, ValueError) as exc:
+        raise KeysUnavailable(f"cannot fetch {url}: {type(exc).__name__}") from None
+
+
+class KeySet:
+    """The issuer's signing keys, found through its discovery document and fetched with PyJWT's
+    JWKS client: cached, refetched when a token names an unknown `kid`, but at most once every
+    `refresh_every` seconds, so tokens with made-up key ids cannot make us hammer the issuer."""
+
+    def __init__(self, issuer: str, *, timeout: float = 3.0, lifespan: float = 300.0,
+                 refresh_every: float = 10.0) -> None:
+        self.issuer, self.timeout = issuer, timeout
+        self.lifespan, self.refresh_every = lifespan, refresh_every
+        self._client: jwt.PyJWKClient | None = None
+        self._refreshed = float("-inf")
+        self._lock = threading.Lock()
+
+    def _jwks(self) -> jwt.PyJWKClient:
+        with self._lock:
+            if self._client is None:
+                config = _fetch_json(
+                    self.issuer.rstrip("/") + "/.well-known/openid-configuration", self.timeout)
+                if not isinstance(config, dict) or config.get("issuer") != self.issuer:
+                    raise KeysUnavailable("the discovery document names another issuer")
+                uri = config.get("jwks_uri")
+                if not isinstance(uri, str) or urlsplit(uri).scheme not in ("http", "https"):
+                    raise KeysUnavailable("the discovery document has no usable jwks_uri")
+                self._client = jwt.PyJWKClient(uri, cache_keys=False, cache_jwk_set=True,
+                                               lifespan=int(self.lifespan),
+                                               timeout=int(max(1, self.timeout)))
+            return self._client
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        client = self._jwks()
+        found = self._find(client, kid, refresh=False)
+        if found is None:
+            with self._lock:
+                due = time.monotonic() - self._refreshed >= self.refresh_every
+                if due:
+                    self._refreshed = time.monotonic()
+            if due:
+                found = self._find(client, kid, refresh=True)
+        if found is None:
+            raise Unauthenticated("The token is signed by a key the issuer does not publish.")
+        return found
+
+    @staticmethod
+    def _find(client: jwt.PyJWKClient, kid: str, refresh: bool) -> jwt.PyJWK | None:
+        try:
+            keys = client.get_jwk_set(refresh=refresh).keys
+        except jwt.PyJWKClientConnectionError:
+            raise KeysUnavailable("the issuer's keys cannot be fetched") from None
+        except jwt.PyJWKClientError:
+            raise KeysUnavailable("the issuer published no usable keys") from None
+        return next((key for key in keys if key.key_id == kid), None)
+
+
+class Verifier:
+    """Checks an access token; `verify` returns its Principal or raises Unauthenticated (401)
+    or KeysUnavailable (503)."""
+
+    def __init__(self, issuer: str, client_ids: Iterable[str], keys: KeySet | None = None
+                 ) -> None:
+        self.issuer = issuer
+        self.client_ids = frozenset(client_ids)
+        self.keys = keys or KeySet(issuer)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("The access token is not a well-formed JWT.") from None
+        if header.get("alg") != ALGORITHM:
+            raise Unauthenticated(f"The access token must be signed with {ALGORITHM}.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthenticated("The access token names no signing key (kid).")
+        claims = self._decode(token, self.keys.key(kid))
+        return self._principal(claims)
+
+    def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key=key.key, algorithms=[ALGORITHM], issuer=self.issuer, leeway=LEEWAY,
+                options={"require": ["exp", "iat", "iss", "sub", "token_use", "client_id"],
+                         # Cognito access tokens have no aud; client_id is checked below.
+                         "verify_aud": False})
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("The access token has expired.") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("The access token is from another issuer.") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"The access token is not valid ({type(exc).__name__})."
+                                  ) from None
+        return claims
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        if claims.get("token_use") != "access":
+            raise Unauthenticated("An access token is needed, not an ID token.")
+        if claims.get("client_id") not in self.client_ids:
+            raise Unauthenticated("The access token was issued to another client.")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not _SUBJECT.fullmatch(sub):
+            raise Unauthenticated("The access token's subject is not a usable id.")
+        groups = claims.get("cognito:groups") or []
+        if not isinstance(groups, list):
+            raise Unauthenticated("The access token's cognito:groups is not a list.")
+        email = claims.get("email")
+        return Principal(sub, frozenset(g for g in groups if g in ROLES), claims["client_id"],
+                         email if isinstance(email, str) else None)
+
+
+# The console's span intake accepts only this header, with the exporters' shared secret
+# (SCHOOL_OTLP_TOKEN); every process sends it through OTEL_EXPORTER_OTLP_HEADERS.
+OTLP_TOKEN_HEADER = "x-school-otlp-token"
+
+
+def exporter_headers(token: str) -> str:
+    """The OTEL_EXPORTER_OTLP_HEADERS value that carries the intake's credential."""
+    return f"{OTLP_TOKEN_HEADER}={token}"

@@ -1,0 +1,239 @@
+"""The access check on a small app: every token attack is a 401, a malformed Authorization header
+is a 401 problem, keys that cannot be fetched are a 503, roles and reach decide the rest, and a
+route without a rule is refused to everyone (DESIGN section 11)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_smorest import Blueprint
+
+from deploy.local.localstack import free_port
+from shared.access import ANY, CREATED, SELF, Gate, allow, current, public
+from shared.auth import KeySet, Unauthenticated, Verifier
+from shared.web import create_app
+from tests.support.identity import CLIENT, Signer, new_key, verifier
+
+PROBLEM = "application/problem+json"
+
+
+def probe_app(gate: Gate) -> Flask:
+    bp = Blueprint("probe", __name__)
+
+    @bp.route("/open")
+    @public
+    def open_() -> Any:
+        return {"who": current().actor}
+
+    @bp.route("/mine/<student_id>")
+    @allow(student=SELF, instructor=CREATED, admin=ANY, acts_as="student_id")
+    def mine(student_id: str) -> Any:
+        who = current()
+        return {"who": who.actor, "reach": who.reach, "own": who.own, "creator": who.creator}
+
+    @bp.route("/admins", methods=["POST"])
+    @allow(admin=ANY)
+    def admins() -> Any:
+        return {"ok": True}
+
+    @bp.route("/forgotten")
+    def forgotten() -> Any:  # no rule: default deny
+        return {"leaked": True}
+
+    return create_app("probe", [bp], {}, gate=gate)
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer()
+
+
+@pytest.fixture(scope="module")
+def client(signer: Signer) -> FlaskClient:
+    return probe_app(Gate(verifier(signer))).test_client()
+
+
+def get(client: FlaskClient, path: str, token: str | None = None, **headers: str) -> Any:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.get(path, headers=headers)
+
+
+def assert_401(reply: Any) -> dict[str, Any]:
+    assert reply.status_code == 401, reply.get_data(as_text=True)
+    assert reply.mimetype == PROBLEM
+    assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    body: dict[str, Any] = reply.get_json(force=True)
+    assert body["status"] == 401 and body["title"] == "Unauthorized" and body["detail"]
+    return body
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> str:
+    """A JWS built by hand, as an attacker would: `sign(signing_input) -> bytes`."""
+    head = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+    return head + "." + (b64(sign(head.encode())) if sign else "")
+
+
+def test_a_valid_token_passes_and_names_its_caller(client: FlaskClient, signer: Signer) -> None:
+    reply = get(client, "/mine/stu-1", signer.token("stu-1", "student"))
+    assert reply.status_code == 200
+    assert reply.get_json() == {"who": "stu-1", "reach": SELF, "own": "stu-1", "creator": None}
+
+
+def attacks(signer: Signer) -> dict[str, str]:
+    """Tokens for `stu-1` that must each be refused."""
+    claims = signer.claims("stu-1", ["student"])
+    public_pem = signer.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    valid = signer.token("stu-1", "student")
+    head, _, signature = valid.split(".")
+    tampered = b64(json.dumps(claims | {"cognito:groups": ["admin"]}).encode())
+    return {
+        "alg none": forged({"alg": "none", "typ": "JWT", "kid": signer.kid}, claims),
+        "HS256 with the public key": forged(
+            {"alg": "HS256", "typ": "JWT", "kid": signer.kid}, claims,
+            lambda data: hmac.new(public_pem, data, hashlib.sha256).digest()),
+        "another RSA key under the same kid": Signer(new_key(), signer.kid).token(
+            "stu-1", "student"),
+        "expired": signer.token("stu-1", "student", exp=int(time.time()) - 120),
+        "wrong iss": signer.token("stu-1", "student", iss="https://evil.example"),
+        "wrong client_id": signer.token("stu-1", "student", client_id="someone-else"),
+        "token_use id": signer.token("stu-1", "student", token_use="id"),
+        "payload changed after signing": f"{head.split('.')[0]}.{tampered}.{signature}",
+        "no kid": jwt.encode(claims, signer.key, algorithm="RS256"),
+        "unknown kid": signer.token("stu-1", "student", headers={"kid": "not-a-key"}),
+        "RS512": jwt.encode(claims, signer.key, algorithm="RS512",
+                            headers={"kid": signer.kid}),
+        "no exp": signer.token("stu-1", "student", exp=None),
+        "sub with a slash": signer.token("a/b", "student"),
+    }
+
+
+@pytest.mark.parametrize("attack", list(attacks(Signer())))
+def test_every_token_attack_is_a_401(client: FlaskClient, signer: Signer, attack: str) -> None:
+    token = attacks(signer)[attack]
+    body = assert_401(get(client, "/mine/stu-1", token))
+    assert token not in json.dumps(body)
+
+
+@pytest.mark.parametrize("header", [
+    "Basic dXNlcjpwYXNz", "", "Bearer", "Bearer ", "bearer a.b.c", "Bearer a.b.c d.e.f",
+    "Bearer a.b", "Bearer " + "x" * 10_240, "Bearer a.b.c\u00e9", "Token a.b.c",
+])
+def test_a_malformed_authorization_header_is_a_401_problem(client: FlaskClient,
+                                                           header: str) -> None:
+    headers = {"Authorization": header.encode("utf-8").decode("latin-1")}
+    assert_401(client.get("/mine/stu-1", headers=headers))
+
+
+def test_no_token_is_a_401_with_a_plain_bearer_challenge(client: FlaskClient) -> None:
+    reply = get(client, "/mine/stu-1")
+    assert_401(reply)
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_public_route_needs_no_token(client: FlaskClient) -> None:
+    assert get(client, "/open").get_json() == {"who": None}
+    assert get(client, "/healthz").status_code == 200
+
+
+def test_a_route_without_a_rule_is_refused_to_everyone(client: FlaskClient,
+                                                       signer: Signer) -> None:
+    for token in (None, signer.token("root", "admin", "operator", "student", "instructor")):
+        reply = get(client, "/forgotten", token)
+        assert reply.status_code == 403 and reply.mimetype == PROBLEM
+        assert "leaked" not in reply.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("groups", "status"), [
+    ((), 403), (("operator",), 403), (("student",), 403), (("instructor",), 403),
+    (("admin",), 200), (("student", "admin"), 200),
+])
+def test_roles_decide_who_may_call(client: FlaskClient, signer: Signer,
+                                   groups: tuple[str, ...], status: int) -> None:
+    reply = client.post("/admins", headers={
+        "Authorization": f"Bearer {signer.token('someone', *groups)}"})
+    assert reply.status_code == status
+
+
+def test_a_student_acting_as_another_is_a_403(client: FlaskClient, signer: Signer) -> None:
+    reply = get(client, "/mine/stu-2", signer.token("stu-1", "student"))
+    assert reply.status_code == 403 and "themselves" in reply.get_json()["detail"]
+
+
+def test_the_widest_reach_of_the_caller_s_roles_applies(client: FlaskClient,
+                                                        signer: Signer) -> None:
+    instructor = get(client, "/mine/stu-2", signer.token("ins-1", "instructor")).get_json()
+    assert (instructor["reach"], instructor["creator"], instructor["own"]) == (
+        CREATED, "ins-1", None)
+    admin = get(client, "/mine/stu-2", signer.token("stu-1", "student", "admin")).get_json()
+    assert (admin["reach"], admin["own"]) == (ANY, None)
+
+
+def test_keys_that_cannot_be_fetched_are_a_503() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    gate = Gate(Verifier(nowhere, [CLIENT], KeySet(nowhere, timeout=1)))
+    reply = get(probe_app(gate).test_client(), "/mine/stu-1", Signer().token("stu-1"))
+    assert reply.status_code == 503 and reply.mimetype == PROBLEM
+    assert reply.headers["Retry-After"]
+
+
+@pytest.fixture
+def jwks_server(signer: Signer) -> Iterator[tuple[str, list[str]]]:
+    """A discovery document and a JWKS on loopback, counting each fetch of the keys."""
+    fetched: list[str] = []
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.endswith("openid-configuration"):
+                body = {"issuer": url, "jwks_uri": f"{url}/jwks.json"}
+            else:
+                fetched.append(self.path)
+                body = {"keys": [signer.jwk()]}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield url, fetched
+    server.shutdown()
+    server.server_close()
+
+
+def test_keys_are_cached_and_refetched_for_an_unknown_kid_at_most_every_few_seconds(
+        jwks_server: tuple[str, list[str]], signer: Signer) -> None:
+    url, fetched = jwks_server
+    check = Verifier(url, [CLIENT], KeySet(url, refresh_every=60))
+    for _ in range(3):
+        assert check.verify(signer.token("stu-1", "student", iss=url)).sub == "stu-1"
+    assert len(fetched) == 1  # cached
+    for _ in range(5):
+        with pytest.raises(Unauthenticated, match="does not publish"):
+            check.verify(signer.token("stu-1", "student", iss=url, headers={"kid": "made-up"}))
+    assert len(fetched) == 2  # one refetch for five unknown kids within a minute
