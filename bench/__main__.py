@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api, consumers, grading, hops, raw, school, tracing
+from bench import access, api, consumers, grading, hops, raw, school, tracing
 from bench.report import Results, chart, table, write_json
 from bench.session import Bench, BenchError, say
 from deploy.local.client import ProblemError
 from shared.settings import ROOT, Settings
 
-PARTS = ("raw", "consumers", "grading", "hops", "idle", "api", "tracing")
+PARTS = ("raw", "consumers", "grading", "hops", "idle", "api", "access", "tracing")
 STACK_PARTS = {"hops", "idle", "api"}
 
 
@@ -59,6 +59,8 @@ def run_queue_parts(bench: Bench, args: argparse.Namespace, results: Results, ru
     if "grading" in args.parts:
         grading.measure(bench, grading.GradingOptions(args.students, args.versions,
                                                       args.processes), results, run)
+    if "access" in args.parts:
+        access.measure(bench, access.AccessOptions(args.requests), results)
     if "tracing" in args.parts:
         tracing.measure(bench, tracing.TracingOptions(
             args.analytics // 2, args.payment // 2, args.requests), results)

@@ -45,15 +45,16 @@ def _runtime(name: str, settings: Settings | None, process: str) -> tuple[Servic
     return service, runtime
 
 
-def api(name: str, settings: Settings | None = None) -> Flask:
-    """The service's API: its routes, and its simulator's when SCHOOL_SIMULATOR_CONTROLS=1."""
+def api(name: str, settings: Settings | None = None, access: Gate | None = None) -> Flask:
+    """The service's API: its routes, and its simulator's when SCHOOL_SIMULATOR_CONTROLS=1;
+    `access` replaces the access check built from the settings (the bench's, to measure it)."""
     service, runtime = _runtime(name, settings, "api")
     blueprints = list(service.routes(runtime)) if service.routes else []
     if service.simulator is not None and runtime.settings.simulator_controls:
         blueprints += service.simulator.routes(runtime)
     app = web.create_app(name, blueprints, runtime.ready_checks(), errors=service.errors,
-                         gate=gate(runtime.settings, service.sessions(runtime)
-                                   if service.sessions else None))
+                         gate=access or gate(runtime.settings, service.sessions(runtime)
+                                             if service.sessions else None))
     telemetry.instrument_app(app)
     return app
 

@@ -1,4 +1,9 @@
-"""`school`: provision the queues, look at them and their dead-letter queues, redrive them."""
+"""`school`: provision the queues, look at them and their dead-letter queues, redrive them;
+follow a conversation in the console; sign in to the local development issuer.
+
+`school login --as <role>` stores a token that `school trace` (the one command that calls the
+console or a service over HTTP) sends; SCHOOL_TOKEN, when set, is sent instead. `status`, `dlq`,
+`outbox` and `provision` talk to SQS and the databases directly and need no token."""
 
 from __future__ import annotations
 
@@ -16,8 +21,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import aws, outbox_admin
+from shared.auth import ROLES
 from shared.inspect import queue_state
 from shared.settings import CONSOLE, PORTS, ConfigError, Settings
+from shared.signin import (
+    CONSOLE_ROLE,
+    LOGIN_HINT,
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    SignInError,
+    current_token,
+    default_issuer,
+    login,
+    logout,
+    subject,
+    token_file,
+    who,
+)
 from shared.topology import TOPOLOGY, QueueSpec, physical
 
 # Attributes the consumer runtime adds when it dead-letters a message (and the mark of a FIFO DLQ
@@ -313,18 +333,24 @@ def tree(conversation: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def trace(correlation_id: str, console: str, out: Any = sys.stdout) -> int:
-    """Print one conversation as the console has recorded it: a tree of hops, with times."""
+def trace(correlation_id: str, console: str, out: Any = sys.stdout,
+          token: str | None = None) -> int:
+    """Print one conversation as the console has recorded it: a tree of hops, with times.
+    The console's API is the operators': `token` is sent as the bearer token."""
     import requests
 
     url = f"{console.rstrip('/')}/api/conversations/{urllib.parse.quote(correlation_id, safe='')}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.get(url, timeout=10)
+        # No redirect: the console sends an anonymous browser to its sign-in page.
+        response = requests.get(url, headers=headers, timeout=10, allow_redirects=False)
     except requests.RequestException as exc:
         print(f"school: cannot reach the console at {console}: {exc}", file=sys.stderr)
         print("is the stack up (`make up`)? CONSOLE_URL or --console names another console",
               file=sys.stderr)
         return 1
+    if response.status_code in (401, 403) or response.is_redirect:
+        return _refused(response, token)
     if response.status_code == 404:
         print(f"school: the console has no event of conversation {correlation_id!r} (is it a "
               "correlation id, and did its processes export their spans to the console?)",
@@ -336,6 +362,25 @@ def trace(correlation_id: str, console: str, out: Any = sys.stdout) -> int:
         return 1
     print(tree(response.json()), file=out)
     return 0
+
+
+def _refused(response: Any, token: str | None) -> int:
+    """The console refused the caller: say who they are, what is needed and how to get it."""
+    if token is None:
+        print(f"school: the console needs a signed-in {CONSOLE_ROLE}, and no token was sent "
+              f"({TOKEN_ENV} is not set and there is no {token_file()})", file=sys.stderr)
+    elif response.status_code == 403:
+        print(f"school: the console's API needs the {CONSOLE_ROLE} role; the token sent is "
+              f"{who(token)}", file=sys.stderr)
+    else:
+        try:
+            detail = response.json().get("detail", "")
+        except (ValueError, AttributeError):
+            detail = ""
+        print(f"school: the console refused the token of {who(token)} "
+              f"({response.status_code}{': ' + detail if detail else ''})", file=sys.stderr)
+    print(LOGIN_HINT, file=sys.stderr)
+    return 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -357,11 +402,13 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("--id", dest="ids", type=int, action="append", default=[],
                        help="only this row (repeatable)")
     tracing = sub.add_parser("trace", help="one conversation, as the console recorded it: "
-                                           "every event and hop, with its time")
+                                           "every event and hop, with its time (an operator's: "
+                                           "school login --as operator)")
     tracing.add_argument("correlation_id", help="the conversation's correlation id "
                                                 "(X-Correlation-ID)")
     tracing.add_argument("--console", default=os.environ.get("CONSOLE_URL") or CONSOLE_URL,
                          help=f"the console's URL (CONSOLE_URL; default {CONSOLE_URL})")
+    _sign_in_parsers(sub)
     names = [q.name for q in TOPOLOGY.queues]
     for action, text in (("list", "show the messages of a queue's DLQ"),
                          ("redrive", "move a queue's DLQ messages back to the queue")):
@@ -370,11 +417,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sign_in_parsers(sub: Any) -> None:
+    where = f"{TOKEN_FILE_ENV}, else $XDG_CONFIG_HOME/school/token (~/.config/school/token)"
+    login_ = sub.add_parser("login", help="mint a token from the local development issuer and "
+                                          f"store it (in {where}, mode 0600)")
+    login_.add_argument("--as", dest="role", required=True, choices=ROLES,
+                        help="the role (cognito:groups) of the token")
+    login_.add_argument("--sub", type=subject, help="the subject (a student's id is their "
+                        "subject); default <role>-local, e.g. operator-local")
+    login_.add_argument("--issuer", help="the local issuer's URL (default OIDC_ISSUER, else "
+                                         "http://127.0.0.1:ISSUER_PORT, port "
+                                         f"{PORTS['issuer']})")
+    login_.add_argument("--expires-in", type=int, metavar="SECONDS",
+                        help="the token's lifetime (default: the issuer's, an hour)")
+    sub.add_parser("logout", help="remove the stored token")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "login":
+            return login(args.role, args.sub, args.issuer or default_issuer(),
+                         args.expires_in)
+        if args.command == "logout":
+            return logout()
         if args.command == "trace":
-            return trace(args.correlation_id, args.console)
+            return trace(args.correlation_id, args.console, token=current_token())
         settings = Settings.from_env()
         sqs = aws.client("sqs", settings)
         if args.command == "status":
@@ -386,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = TOPOLOGY.queue(args.queue)
         action = dlq_list if args.action == "list" else dlq_redrive
         return action(settings, sqs, spec)
+    except SignInError as exc:
+        print(f"school: {exc}", file=sys.stderr)
+        return exc.code
     except ConfigError as exc:
         print(f"school: {exc}", file=sys.stderr)
         return 2

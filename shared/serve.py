@@ -109,20 +109,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "worker":
         from shared import bootstrap
         return bootstrap.worker(args.service)
-    host = os.environ.get("BIND_HOST", "127.0.0.1")
-    gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port(args.service)}",
-                # The console in one process: its lock keeps its own DLQ listings and
-                # redrives from hiding messages from each other (services/console/queues.py).
-                "--workers", "1" if args.service == CONSOLE else
-                os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
-                "--worker-class", "shared.serve.ProblemWorker",
-                "--limit-request-line", str(LIMIT_REQUEST_LINE),
-                "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),
-                "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE),
-                "--graceful-timeout", "20", "--access-logfile", "-", "--no-control-socket",
-                f"shared.bootstrap:api({args.service!r})"]
+    gunicorn = [sys.executable, *gunicorn_args(args.service,
+                                               f"shared.bootstrap:api({args.service!r})")]
     os.execv(sys.executable, gunicorn)
     return 0  # not reached: execv replaces this process
+
+
+def gunicorn_args(service: str, app: str, on_port: int | None = None) -> list[str]:
+    """`-m gunicorn ...`: the service's API process, serving the WSGI app `app` on its port
+    (or `on_port`)."""
+    host = os.environ.get("BIND_HOST", "127.0.0.1")
+    return ["-m", "gunicorn", "--bind", f"{host}:{on_port or port(service)}",
+            # The console in one process: its lock keeps its own DLQ listings and
+            # redrives from hiding messages from each other (services/console/queues.py).
+            "--workers", "1" if service == CONSOLE else
+            os.environ.get("WEB_CONCURRENCY", "2"), "--threads", "4",
+            "--worker-class", "shared.serve.ProblemWorker",
+            "--limit-request-line", str(LIMIT_REQUEST_LINE),
+            "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),
+            "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE),
+            "--graceful-timeout", "20", "--access-logfile", "-", "--no-control-socket", app]
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ is down and leaves a request in the DLQ, a cancellation with refund, resubmissio
 essay, a duplicate delivery), waits for each outcome with progress, prints a summary and
 `school status`, redrives the DLQ and shows that the request completed, and ends by killing
 the payment worker while payment requests wait and showing the backlog drain once it is back.
-Each run uses new students, so it can be run again against the same stack.
+
+Everyone acts with their own access token from the local issuer (DESIGN section 11): Grace, an
+instructor, creates the courses and the assignment; the admin flips the simulator's switches
+and reads the analytics; each student registers themselves (their student id is their token's
+subject), enrolls, cancels, submits and reads their own payments and emails. Bob asking for
+Ada's enrollment is refused. Each run uses new students (new subjects), so it can be run again
+against the same stack.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from deploy.local import localstack
 from deploy.local.client import Client, ProblemError, Unreachable
 from deploy.local.keep import pidfile
+from deploy.local.tokens import TokenError, mint
 from deploy.local.up import DEFAULT_ENDPOINT, shown
 from deploy.local.wait import until
 from shared import aws, cli
@@ -40,6 +48,7 @@ PAYMENT_WORKER = "payment-worker.1"
 KEYWORDS = ["queue", "fifo", "group", "idempotent", "retry"]
 ESSAY = ("A fifo queue keeps each group in order, a consumer must be idempotent because "
          "delivery is at least once, and a failed message is retried then dead-lettered.")
+INSTRUCTOR, ADMIN = "grace-instructor", "admin-1"  # their subjects; a student's is new each run
 
 
 class DemoError(Exception):
@@ -48,6 +57,32 @@ class DemoError(Exception):
 
 def console_url() -> str:
     return f"http://127.0.0.1:{port(CONSOLE)}"
+
+
+def issuer_url() -> str:
+    """The local issuer `make up` runs (OIDC_ISSUER, as the services are told)."""
+    return os.environ.get("OIDC_ISSUER") or f"http://127.0.0.1:{port('issuer')}"
+
+
+@dataclass(frozen=True)
+class Person:
+    """One of the cast: who they are and the client acting with their own token."""
+
+    name: str
+    role: str
+    sub: str
+    api: Client
+
+    @property
+    def id(self) -> str:
+        """A student's id is their token's subject."""
+        return self.sub
+
+    def __str__(self) -> str:
+        """Who acts, as the narration names them: `Ada (student ada-3f2c1a)`."""
+        if self.role in self.name:  # "the admin (admin-1)"
+            return f"{self.name} ({self.sub})"
+        return f"{self.name} ({self.role} {self.sub})"
 
 
 def say(text: str = "") -> None:
@@ -69,39 +104,64 @@ def wait(what: str, check: Callable[[], Any], timeout: float = 90, every: float 
 
 
 class Demo:
+    grace: Person  # the instructor and the admin, signed in by check_stack
+    admin: Person
+
     def __init__(self) -> None:
         os.environ.setdefault("AWS_ENDPOINT_URL", DEFAULT_ENDPOINT)
         localstack.use_test_credentials()
         self.settings = Settings.from_env()
         self.sqs, self.sns = aws.client("sqs", self.settings), aws.client("sns", self.settings)
-        self.school = Client()
-        self.tag = uuid.uuid4().hex[:4]
+        self.school = Client()  # nobody's: the health checks only
+        self.issuer = issuer_url()
+        self.tag = uuid.uuid4().hex[:6]
         self.rows: list[dict[str, Any]] = []
         self.dead_before = 0
 
-    # -- helpers -------------------------------------------------------------------------------
-    def student(self, name: str) -> dict[str, Any]:
-        return self.school.register(name, f"{name.lower()}.{self.tag}@example.com")
+    # -- the cast ------------------------------------------------------------------------------
+    def person(self, name: str, role: str, sub: str, email: str | None = None) -> Person:
+        """`name`, acting with a token of the local issuer for `sub` in the group `role`."""
+        try:
+            token = mint(self.issuer, sub, [role], email=email, name=name)
+        except TokenError as exc:
+            if exc.status is None:
+                raise DemoError(f"is `make up` running? the issuer at {self.issuer} does not "
+                                "answer (OIDC_ISSUER names another)") from None
+            raise DemoError(f"the issuer at {self.issuer} gave {name} no token: {exc}") from None
+        return Person(name, role, sub, self.school.as_(token))
 
-    def enroll(self, student: dict[str, Any], course: dict[str, Any], token: str) -> str:
-        body = self.school.enroll(student["id"], course["id"], token)
-        say(f"   {student['name']} enrolls in {course['title']} with {token}: "
+    def student(self, name: str) -> Person:
+        """A new student, who registers themselves: their student id is their subject."""
+        email = f"{name.lower()}.{self.tag}@example.com"
+        who = self.person(name, "student", f"{name.lower()}-{self.tag}", email)
+        record = who.api.register(name, email)
+        if record["id"] != who.sub:
+            raise DemoError(f"{who} registered as student {record['id']}, not as their subject")
+        say(f"   {who} registers themselves: student id {record['id']}")
+        return who
+
+    # -- helpers -------------------------------------------------------------------------------
+    def enroll(self, student: Person, course: dict[str, Any], token: str) -> str:
+        body = student.api.enroll(student.id, course["id"], token)
+        say(f"   {student} enrolls in {course['title']} with {token}: "
             f"{body['status']} ({body['id'][:8]})")
         return str(body["id"])
 
-    def until_status(self, enrollment_id: str, *statuses: str, timeout: float = 90
-                     ) -> dict[str, Any]:
+    def until_status(self, student: Person, enrollment_id: str, *statuses: str,
+                     timeout: float = 90) -> dict[str, Any]:
+        """Wait, reading as `student`, until their enrollment has one of these statuses."""
         return wait(f"enrollment {enrollment_id[:8]} to be {' or '.join(statuses)}",
-                    lambda: (e := self.school.enrollment(enrollment_id))["status"] in statuses
+                    lambda: (e := student.api.enrollment(enrollment_id))["status"] in statuses
                     and e, timeout)
 
-    def notifications(self, student: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.school.notifications(student["id"])
+    def notifications(self, student: Person) -> list[dict[str, Any]]:
+        return student.api.notifications(student.id)
 
-    def graded(self, task: str, student: dict[str, Any], count: int) -> list[dict[str, Any]]:
-        """Wait until the student's `count` submissions are graded (in version order)."""
-        return wait(f"{student['name']}'s {count} graded submission(s)", lambda: (
-            rows := self.school.submissions(task, student["id"]))
+    def graded(self, task: str, student: Person, count: int) -> list[dict[str, Any]]:
+        """Wait until the student's `count` submissions are graded (in version order), as the
+        student reads them."""
+        return wait(f"{student.name}'s {count} graded submission(s)", lambda: (
+            rows := student.api.submissions(task, student.id))
             and len(rows) == count and all(r["status"] == "graded" for r in rows) and rows)
 
     def queue(self, name: str) -> QueueState:
@@ -112,7 +172,7 @@ class Demo:
     def dead_letters(self) -> int:
         return self.queue(PAYMENT_QUEUE.dlq_name).visible
 
-    def record(self, student: dict[str, Any], what: str, enrollment_id: str) -> None:
+    def record(self, student: Person, what: str, enrollment_id: str) -> None:
         self.rows.append({"student": student, "what": what, "enrollment": enrollment_id})
 
     # -- the scenario --------------------------------------------------------------------------
@@ -121,9 +181,17 @@ class Demo:
         for service in SERVICES:
             self.school.ready(service)
             say(f"   {service:<12} ready at {self.school.urls[service]}")
+        self.grace = self.person("Grace", "instructor", INSTRUCTOR, "grace@example.com")
+        self.admin = self.person("the admin", "admin", ADMIN)
+        say(f"   tokens from the issuer at {self.issuer}: {self.grace}, {self.admin}, and one "
+            "for each student, who is their own subject")
         try:
-            self.school.gateway()
+            self.admin.api.gateway()
         except ProblemError as exc:
+            if exc.status in (401, 403):
+                raise DemoError(f"the payment service refused {self.admin}'s token "
+                                f"({exc.status}): do the services trust the issuer at "
+                                f"{self.issuer}? (`make up` gives them OIDC_ISSUER)") from exc
             raise DemoError("the payment service has no /simulator/gateway: start the stack "
                             "with `make up` (it turns SCHOOL_SIMULATOR_CONTROLS on)") from exc
         say(f"   queues of SCHOOL_ENV={self.settings.school_env!r} at "
@@ -132,17 +200,16 @@ class Demo:
 
     def run(self) -> None:
         self.check_stack()
-        school = self.school
+        grace, admin = self.grace, self.admin
         step("Students and courses (enrollment service, events on the SNS topic)")
         ada, bob, cyd, dee, eve = (self.student(n) for n in ("Ada", "Bob", "Cyd", "Dee", "Eve"))
-        say(f"   registered Ada, Bob, Cyd, Dee and Eve (tag {self.tag})")
-        queues = school.create_course("Queues 101", 10, 4990, "USD")
-        sagas = school.create_course("Sagas 201", 10, 1500, "EUR")
-        say("   created Queues 101 (49.90 USD) and Sagas 201 (15.00 EUR)")
+        queues = grace.api.create_course("Queues 101", 10, 4990, "USD")
+        sagas = grace.api.create_course("Sagas 201", 10, 1500, "EUR")
+        say(f"   {grace} creates Queues 101 (49.90 USD) and Sagas 201 (15.00 EUR)")
 
         step("Enrollments: a payment per request on payment-requests.fifo, grouped by student")
-        school.gateway_outage(True)
-        say("   the simulated gateway's outage switch is on: tok_down payments fail")
+        admin.api.gateway_outage(True)
+        say(f"   {admin} turns the simulated gateway's outage on: tok_down payments fail")
         paid = self.enroll(ada, queues, "tok_ok")
         declined = self.enroll(bob, queues, "tok_declined")
         flaky = self.enroll(cyd, sagas, "tok_flaky_2")
@@ -153,72 +220,33 @@ class Demo:
         self.record(cyd, "tok_flaky_2 (2 outages)", flaky)
         self.record(dee, "tok_down (gateway down)", down)
         self.record(eve, "tok_ok, then cancelled", refunded)
-        self.until_status(paid, "active")
+        self.until_status(ada, paid, "active")
         say("   Ada: active (paid at the first attempt)")
-        e = self.until_status(declined, "cancelled")
+        e = self.until_status(bob, declined, "cancelled")
         say(f"   Bob: cancelled ({e['cancel_reason']}); the seat is released")
-        self.until_status(flaky, "active")
-        [payment] = school.payments(flaky)
+        self.until_status(cyd, flaky, "active")
+        [payment] = cyd.api.payments(flaky)
         say(f"   Cyd: active after {payment['gateway_attempts']} gateway attempts "
             f"(the worker retried with backoff, the same idempotency key each time)")
+        self.refused(bob, ada, paid)
 
         step("A cancellation with refund (refund.requested -> payment.refunded)")
-        self.until_status(refunded, "active")
-        school.cancel(refunded)
-        self.until_status(refunded, "cancelled")
-        wait("Eve's refund", lambda: [p["status"] for p in school.payments(refunded)]
+        self.until_status(eve, refunded, "active")
+        eve.api.cancel(refunded)
+        say(f"   {eve} cancels her enrollment in Sagas 201")
+        self.until_status(eve, refunded, "cancelled")
+        wait("Eve's refund", lambda: [p["status"] for p in eve.api.payments(refunded)]
              == ["refunded"])
         say("   Eve: cancelled at her request, 15.00 EUR refunded")
 
-        step("Assignments: resubmissions and a plagiarised essay (assignment-submissions.fifo)")
-        task = school.create_assignment(course_id=queues["id"], title="Why queues?",
-                                        max_score=100, keywords=KEYWORDS)["id"]
-        for text in ("A queue.", "A fifo queue keeps a group in order.", ESSAY):
-            sub = school.submit(task, ada["id"], text)
-            say(f"   Ada submits version {sub['version']}")
-        graded = self.graded(task, ada, 3)
-        school.submit(task, cyd["id"], ESSAY)
-        say("   Cyd submits a copy of Ada's last essay")
-        graded += self.graded(task, cyd, 1)
-        for row in graded:
-            who = "Ada" if row["student_id"] == ada["id"] else "Cyd"
-            flag = "  FLAGGED" if row["flagged"] else ""
-            say(f"   {who} v{row['version']}: {row['score']:g}/100, similarity "
-                f"{row['plagiarism_score']:.2f}{flag}")
-
-        step("A duplicate delivery: the same event reaches the topic three times")
-        sent = wait("Ada's confirmation email", lambda: [
-            n for n in self.notifications(ada)
-            if n["event_type"] == "enrollment.confirmed" and n["status"] == "sent"])
-        before = school.summary()
-        original = sent[0]
-        copy = CATALOGUE.new("enrollment.confirmed", {
-            "enrollment_id": paid, "student_id": ada["id"], "course_id": queues["id"]},
-            event_id=original["event_id"], correlation_id=original["correlation_id"])
-        topic = self.sns.create_topic(Name=physical(self.settings.school_env,
-                                                    TOPOLOGY.topic.name))["TopicArn"]
-        for _ in range(2):  # as a relay that crashed before marking the row published would
-            self.sns.publish(TopicArn=topic, Message=copy.body(),
-                             MessageAttributes=copy.attributes())
-        say(f"   published event {copy.event_id[:8]} (Ada's enrollment.confirmed) twice more")
-        after = wait("analytics to absorb the 2 copies", lambda: (
-            s := school.summary())["duplicates_absorbed"]
-            >= before["duplicates_absorbed"] + 2 and s)
-        # the notification worker has handled the copies too once its queue holds none
-        wait("the notification worker to handle the copies", lambda: (
-            q := self.queue("notifications")).visible + q.in_flight == 0)
-        emails = [n for n in self.notifications(ada) if n["event_id"] == copy.event_id]
-        if len(emails) != 1:
-            raise DemoError(f"expected one email for event {copy.event_id}, found {len(emails)}")
-        say(f"   analytics: duplicates_absorbed {before['duplicates_absorbed']} -> "
-            f"{after['duplicates_absorbed']}, enrollment.confirmed counted "
-            f"{after['events_by_type']['enrollment.confirmed']} times in all (unchanged)")
-        say("   notification: still exactly one email for that event")
+        self.assignments(grace, ada, cyd, queues)
+        self.duplicate(ada, paid, queues)
 
         step("The gateway is down: Dee's payment request ends in the DLQ")
         wait("payment-requests-dlq.fifo to receive Dee's request",
              lambda: self.dead_letters() > self.dead_before, timeout=120)
-        say(f"   Dee's enrollment is still {school.enrollment(down)['status']}; the DLQ says why:")
+        say(f"   Dee's enrollment is still {dee.api.enrollment(down)['status']} (as Dee reads "
+            "it); the DLQ says why:")
         say("   $ school dlq list payment-requests.fifo")
         listing = io.StringIO()
         cli.dlq_list(self.settings, self.sqs, PAYMENT_QUEUE, listing)
@@ -237,21 +265,83 @@ class Demo:
         cli.status(self.settings, self.sqs)
 
         step("Recovery: the gateway comes back and the DLQ is redriven")
-        school.gateway_outage(False)
-        say("   outage switch off")
+        admin.api.gateway_outage(False)
+        say(f"   {admin} turns the outage switch off")
         say("   $ school dlq redrive payment-requests.fifo")
         if cli.dlq_redrive(self.settings, self.sqs, PAYMENT_QUEUE) != 0:
             raise DemoError("the redrive failed")
-        e = self.until_status(down, "active")
-        [payment] = school.payments(down)
+        e = self.until_status(dee, down, "active")
+        [payment] = dee.api.payments(down)
         say(f"   Dee: {e['status']}, payment {payment['status']} after "
             f"{payment['gateway_attempts']} gateway attempts")
         self.crash(queues)
         say(f"\nDemo complete. The emails are in {shown(self.settings.var_dir / 'mail')}/; every "
             "process logs to the terminal of `make up`, one JSON line per event handled.")
-        say(f"Every conversation above is in the console, {console_url()}: search Dee's "
-            f"enrollment {down} to see its payment dead-lettered and redriven, or run "
-            "`school trace <correlation-id>`.")
+        say(f"Every conversation above is in the console, {console_url()} (sign in as an "
+            f"operator): search Dee's enrollment {down} to see its payment dead-lettered and "
+            "redriven, or run `school login --as operator` and `school trace <correlation-id>`.")
+
+    def refused(self, bob: Person, ada: Person, enrollment_id: str) -> None:
+        """Bob asks for Ada's enrollment by its id: a 404, as for one that does not exist."""
+        step("A refused attempt: Bob asks for Ada's enrollment by its id")
+        reply = bob.api.send("GET", "enrollment", f"/enrollments/{enrollment_id}")
+        say(f"   {bob} GET /enrollments/{enrollment_id[:8]} (Ada's): {reply.status_code}")
+        if reply.status_code != 404:
+            raise DemoError(f"{bob} asked for {ada}'s enrollment {enrollment_id} and was "
+                            f"answered {reply.status_code}, not 404")
+        say("   refused as if it did not exist: a student sees only their own records, and "
+            "whether another's exists is not revealed")
+
+    def assignments(self, grace: Person, ada: Person, cyd: Person,
+                    course: dict[str, Any]) -> None:
+        step("Assignments: resubmissions and a plagiarised essay (assignment-submissions.fifo)")
+        task = grace.api.create_assignment(course_id=course["id"], title="Why queues?",
+                                           max_score=100, keywords=KEYWORDS)["id"]
+        say(f"   {grace} creates the assignment 'Why queues?' in {course['title']}")
+        for text in ("A queue.", "A fifo queue keeps a group in order.", ESSAY):
+            sub = ada.api.submit(task, ada.id, text)
+            say(f"   {ada} submits version {sub['version']}")
+        self.graded(task, ada, 3)
+        cyd.api.submit(task, cyd.id, ESSAY)
+        say(f"   {cyd} submits a copy of Ada's last essay")
+        self.graded(task, cyd, 1)
+        say(f"   {grace} reads the submissions to her assignment:")
+        for row in grace.api.submissions(task):
+            who = "Ada" if row["student_id"] == ada.id else "Cyd"
+            flag = "  FLAGGED" if row["flagged"] else ""
+            say(f"   {who} v{row['version']}: {row['score']:g}/100, similarity "
+                f"{row['plagiarism_score']:.2f}{flag}")
+
+    def duplicate(self, ada: Person, paid: str, course: dict[str, Any]) -> None:
+        step("A duplicate delivery: the same event reaches the topic three times")
+        sent = wait("Ada's confirmation email", lambda: [
+            n for n in self.notifications(ada)
+            if n["event_type"] == "enrollment.confirmed" and n["status"] == "sent"])
+        before = self.admin.api.summary()
+        original = sent[0]
+        copy = CATALOGUE.new("enrollment.confirmed", {
+            "enrollment_id": paid, "student_id": ada.id, "course_id": course["id"]},
+            event_id=original["event_id"], correlation_id=original["correlation_id"])
+        topic = self.sns.create_topic(Name=physical(self.settings.school_env,
+                                                    TOPOLOGY.topic.name))["TopicArn"]
+        for _ in range(2):  # as a relay that crashed before marking the row published would
+            self.sns.publish(TopicArn=topic, Message=copy.body(),
+                             MessageAttributes=copy.attributes())
+        say(f"   published event {copy.event_id[:8]} (Ada's enrollment.confirmed) twice more")
+        after = wait("analytics to absorb the 2 copies", lambda: (
+            s := self.admin.api.summary())["duplicates_absorbed"]
+            >= before["duplicates_absorbed"] + 2 and s)
+        # the notification worker has handled the copies too once its queue holds none
+        wait("the notification worker to handle the copies", lambda: (
+            q := self.queue("notifications")).visible + q.in_flight == 0)
+        emails = [n for n in self.notifications(ada) if n["event_id"] == copy.event_id]
+        if len(emails) != 1:
+            raise DemoError(f"expected one email for event {copy.event_id}, found {len(emails)}")
+        say(f"   analytics, as {self.admin} reads it: duplicates_absorbed "
+            f"{before['duplicates_absorbed']} -> {after['duplicates_absorbed']}, "
+            f"enrollment.confirmed counted {after['events_by_type']['enrollment.confirmed']} "
+            "times in all (unchanged)")
+        say("   notification, as Ada reads hers: still exactly one email for that event")
 
     def worker_pid(self) -> int | None:
         """The payment worker's pid from keep.py's pid file; None while it is restarting."""
@@ -290,8 +380,8 @@ class Demo:
         killed = self.kill_payment_worker()
         started = time.monotonic()
         late = [self.student(n) for n in ("Fay", "Gus", "Hal")]
-        ids = [self.enroll(student, course, "tok_ok") for student in late]
-        q = self.backlog(len(ids), killed)
+        mine = [(student, self.enroll(student, course, "tok_ok")) for student in late]
+        q = self.backlog(len(mine), killed)
         say(f"   payment-requests.fifo: {q.visible} visible, {q.in_flight} in flight")
         if q.in_flight:
             # SQS answers a long poll that is still open even if its caller has died; those
@@ -303,35 +393,38 @@ class Demo:
         pid = wait("the payment worker's supervisor to restart it", lambda: (
             p := self.worker_pid()) not in (None, killed) and p, timeout=60)
         restarted = time.monotonic()
-        pending = sum(self.school.enrollment(e)["status"] == "pending_payment" for e in ids)
+        pending = sum(s.api.enrollment(e)["status"] == "pending_payment" for s, e in mine)
         say(f"   keep.py restarted the payment worker {restarted - started:.1f} s after the kill "
             f"(pid {pid}; the terminal of `make up` says why and when); {pending} of "
-            f"{len(ids)} enrollments still pending_payment")
-        names = ", ".join(s["name"] for s in late)
+            f"{len(mine)} enrollments still pending_payment")
+        names = ", ".join(s.name for s in late)
         wait(f"{names} to be active", lambda: all(
-            self.school.enrollment(e)["status"] == "active" for e in ids),
+            s.api.enrollment(e)["status"] == "active" for s, e in mine),
             timeout=PAYMENT_QUEUE.visibility_timeout + 90, every=15)
-        charges = [p["status"] for e in ids for p in self.school.payments(e)]
-        if charges != ["succeeded"] * len(ids):
+        charges = [p["status"] for s, e in mine for p in s.api.payments(e)]
+        if charges != ["succeeded"] * len(mine):
             raise DemoError(f"expected one successful payment per enrollment, got {charges}")
         say(f"   {names}: active; the backlog drained "
             f"{time.monotonic() - restarted:.1f} s after the restart, one payment each")
 
     def summary(self) -> None:
         step("Summary")
+        say("   each student reads their own enrollment, payment and emails:")
         say(f"   {'student':<8} {'how':<24} {'enrollment':<16} {'payment':<10} emails")
         for row in self.rows:
-            enrollment = self.school.enrollment(row["enrollment"])
-            payments = self.school.payments(row["enrollment"])
+            student: Person = row["student"]
+            enrollment = student.api.enrollment(row["enrollment"])
+            payments = student.api.payments(row["enrollment"])
             payment = payments[0]["status"] if payments else "-"
-            emails = sum(n["status"] == "sent" for n in self.notifications(row["student"]))
-            say(f"   {row['student']['name']:<8} {row['what']:<24} {enrollment['status']:<16} "
+            emails = sum(n["status"] == "sent" for n in self.notifications(student))
+            say(f"   {student.name:<8} {row['what']:<24} {enrollment['status']:<16} "
                 f"{payment:<10} {emails}")
-        s = self.school.summary()
+        s = self.admin.api.summary()
         revenue = ", ".join(f"{c} {v / 100:.2f}" for c, v in
                             s["revenue_cents_by_currency"].items())
         average = "-" if s["average_score"] is None else f"{s['average_score']:.1f}"
-        say(f"\n   analytics (every run so far): {s['events_processed']} events, "
+        say(f"\n   analytics, as {self.admin} reads it (every run so far): "
+            f"{s['events_processed']} events, "
             f"{s['duplicates_absorbed']} duplicates absorbed, net revenue {revenue}, "
             f"average score {average}")
         for event_type, count in s["events_by_type"].items():

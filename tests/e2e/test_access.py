@@ -271,3 +271,42 @@ def test_events_name_the_person_whose_request_caused_them(world: World,
     paid = [e for e in outbox(school_stack, "payment") if e["event_type"] == "payment.succeeded"
             and e["data"]["enrollment_id"] == world.enrollment]
     assert paid and paid[0]["actor"] == world.student
+
+
+def test_no_token_is_written_into_a_log_an_event_or_an_answer(world: World,
+                                                              school_stack: Any) -> None:
+    """Tokens were sent by every persona above; plant two more (a valid one and a forged one
+    that looks like a JWT), then search every process's output and every outbox for them."""
+    planted = school_stack.token(f"plant-{uuid.uuid4().hex}", "student", "admin")
+    forged = planted.rsplit(".", 1)[0] + ".c2lnbmF0dXJlLW9mLW5vYm9keQ"
+    base = world.people["admin"].client
+    for token in (planted, forged):
+        as_planter = base.as_(token)
+        answers = [as_planter.send("GET", "enrollment", f"/enrollments/{world.enrollment}"),
+                   as_planter.send("POST", "enrollment", "/students",
+                                   {"name": "Plant", "email": "plant@example.com"}),
+                   as_planter.send("GET", "analytics", "/analytics/summary")]
+        assert all(token not in reply.text for reply in answers)
+    tokens = [planted, forged] + [p.client.token for p in world.people.values() if p.sub]
+    logs = {path.name: path.read_text(errors="replace")
+            for path in Path(school_stack.folder).glob("*.log")}
+    assert len(logs) >= 11  # the issuer and each API and worker
+    for name, text_ in logs.items():
+        for token in tokens:
+            assert token not in text_, f"a token is in {name}"
+            assert token.split(".")[2] not in text_, f"a token's signature is in {name}"
+    for service in ("enrollment", "assignment", "payment"):
+        bodies = json.dumps(outbox(school_stack, service))
+        assert not any(token.split(".")[2] in bodies for token in tokens)
+
+
+def test_an_idempotency_key_is_the_caller_s_own(world: World) -> None:
+    ada, bob = world.people["owner"], world.people["other"]
+    key = f"same-{uuid.uuid4().hex}"
+    course = world.new_course()
+    first = ada.client.enroll(ada.sub or "", course, key=key)
+    assert ada.client.enroll(ada.sub or "", course, key=key) == first  # a retry: replayed
+    # Bob's request with the same key is his own: neither Ada's answer nor a reused-key 422.
+    theirs = bob.client.enroll(bob.sub or "", course, key=key)
+    assert theirs["id"] != first["id"]
+    assert bob.client.enrollment(theirs["id"])["student_id"] == bob.sub

@@ -23,6 +23,7 @@ import requests
 
 from deploy.local import localstack
 from deploy.local.localstack import free_port
+from deploy.local.tokens import mint
 from shared import db
 from shared.settings import CONSOLE, ROOT, SERVICES
 from shared.topology import TOPOLOGY, physical
@@ -93,13 +94,15 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> Non
     endpoint, smtp_port, env_name = (f"http://127.0.0.1:{free_port()}", free_port(),
                                      "up" + uuid.uuid4().hex[:8])
     urls = database_urls(db_kind, tmp_path)
-    env = os.environ | {"AWS_ENDPOINT_URL": endpoint, "SCHOOL_ENV": env_name,
+    inherited = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("OIDC_", "SCHOOL_TOKEN", "SCHOOL_OTLP"))}
+    env = inherited | {"AWS_ENDPOINT_URL": endpoint, "SCHOOL_ENV": env_name,
                         "SMTP_PORT": str(smtp_port), "SCHOOL_VAR_DIR": str(tmp_path),
                         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                         "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT), **otel}
     env |= {f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()}
     # not the contract's: a `make up` may be running
-    ports = {s: free_port() for s in (*SERVICES, CONSOLE)}
+    ports = {s: free_port() for s in (*SERVICES, CONSOLE, "issuer")}
     env |= {f"{s.upper()}_PORT": str(p) for s, p in ports.items()}
     up = subprocess.Popen([sys.executable, "-m", "deploy.local.up"], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -134,11 +137,18 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> Non
         # Lost with LocalStack if a killed worker took the stack down (issue 12, defect 6).
         marker = sqs.create_queue(QueueName=f"{env_name}-marker")["QueueUrl"]
         before_demo = running(tmp_path / "run")
-        assert set(before_demo) == {"honcho", "localstack", "smtp.1", "console-api.1"} | {
+        assert set(before_demo) == {"honcho", "localstack", "smtp.1", "issuer.1",
+                                    "console-api.1"} | {
             f"{s}-{role}.1" for s in SERVICES for role in ("api", "worker")}
-        console = f"http://127.0.0.1:{ports[CONSOLE]}"
+        console, issuer = (f"http://127.0.0.1:{ports[CONSOLE]}",
+                           f"http://127.0.0.1:{ports['issuer']}")
         assert f"{CONSOLE:<12} {console}  (topology, dead letters" in banner
-        assert requests.get(f"{console}/api/topology", timeout=30).json()["env"] == env_name
+        assert f"{'issuer':<12} {issuer}  (development sign-in" in banner
+        # make up's services trust its issuer, and only its tokens
+        assert requests.get(f"{console}/api/topology", timeout=30).status_code == 401
+        operator = {"Authorization": f"Bearer {mint(issuer, 'ops-up', ['operator'])}"}
+        assert requests.get(f"{console}/api/topology", headers=operator,
+                            timeout=30).json()["env"] == env_name
         demo = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=400)
         (tmp_path / "demo.out").write_text(demo.stdout + demo.stderr)
@@ -148,7 +158,8 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> Non
                         f"$ kill -KILL {before_demo['payment-worker.1']}",
                         "keep.py restarted the payment worker",
                         "Fay, Gus, Hal: active; the backlog drained", "one payment each",
-                        "Demo complete"):
+                        "A refused attempt: Bob asks for Ada's enrollment by its id",
+                        "refused as if it did not exist", "Demo complete"):
             assert outcome in demo.stdout, demo.stdout
         after_demo = running(tmp_path / "run")
         assert after_demo.pop("payment-worker.1") != before_demo.pop("payment-worker.1")
@@ -157,9 +168,10 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> Non
         # Fay, Gus and Hal 1 each (confirmed)
         wait_for(lambda: len(list((tmp_path / "mail").glob("*.eml"))) == 14, 30,
                  "the demo's 14 emails in the SMTP sink")
-        demo_in_the_console(console, env)
+        demo_in_the_console(console, env | {"SCHOOL_TOKEN": operator["Authorization"][7:]})
         survive_a_killed_worker(up, output, tmp_path / "run",
-                                School({s: f"http://127.0.0.1:{p}" for s, p in ports.items()}))
+                                School({s: f"http://127.0.0.1:{p}" for s, p in ports.items()},
+                                       token=mint(issuer, "admin-up", ["admin"])))
         assert sqs.get_queue_url(QueueName=f"{env_name}-marker")["QueueUrl"] == marker
         assert localstack.healthy(endpoint)
         for service in SERVICES:
@@ -189,12 +201,15 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> Non
 
 def demo_in_the_console(console: str, env: dict[str, str]) -> None:
     """`make demo`'s conversations are in the console, drawn from the spans every process
-    exported to it: saga chains with all five services in them, and `school trace` prints one."""
+    exported to it: saga chains with all five services in them, and `school trace` prints one
+    (as the operator whose token is SCHOOL_TOKEN)."""
+    operator = {"Authorization": f"Bearer {env['SCHOOL_TOKEN']}"}
+
     def chains() -> list[dict[str, Any]] | None:
         found = requests.get(f"{console}/api/conversations", params={"limit": 200},
-                             timeout=30).json()
+                             headers=operator, timeout=30).json()
         conversations = [requests.get(f"{console}/api/conversations/{c['correlation_id']}",
-                                      timeout=30).json()
+                                      headers=operator, timeout=30).json()
                          for c in found if c["first_event"] == "enrollment.requested"]
         confirmed = [c for c in conversations
                      if [e["event_type"] for e in c["events"]][:3] == [
@@ -204,7 +219,7 @@ def demo_in_the_console(console: str, env: dict[str, str]) -> None:
             else None
     confirmed = wait_for(chains, 60, "the demo's confirmed enrollments in the console")
     graded = requests.get(f"{console}/api/conversations", params={"limit": 200},
-                          timeout=30).json()
+                          headers=operator, timeout=30).json()
     assert any(c["first_event"] == "submission.received" for c in graded)  # the assignment's
     printed = subprocess.run([str(Path(sys.executable).parent / "school"), "trace",
                               confirmed[0]["correlation_id"], "--console", console], env=env,

@@ -1,0 +1,123 @@
+"""Part `access`: what checking access tokens costs a request. Two enrollment API processes
+(gunicorn, as `make up` runs them) on databases of their own: one as it always runs, checking
+each request's token (signature, claims, roles; keys cached), and one built with the check left
+out (every request is the bench's admin, nothing verified). `POST /enrollments` is sent to
+each in turn, after a warm-up, and the medians are compared."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from bench.api import p50_p99
+from bench.report import Results
+from bench.session import Bench, BenchError, done, progress, say, until
+from deploy.local.client import Client, ProblemError, Unreachable
+from deploy.local.localstack import free_port
+from shared import bootstrap, db
+from shared.access import Gate, Rule
+from shared.auth import Principal, Verifier
+from shared.serve import gunicorn_args
+
+BENCH_ADMIN = Principal("bench-admin", frozenset({"admin"}), "bench")
+
+
+class Unchecked(Gate):
+    """The access check with the token check left out: every caller is the bench's admin.
+    Only this module builds it; no service can."""
+
+    def caller(self, rule: Rule) -> Principal:
+        return BENCH_ADMIN
+
+
+def unchecked(name: str) -> Flask:
+    """The service's API without the token check (gunicorn's app for the `off` process)."""
+    return bootstrap.api(name, access=Unchecked(Verifier("http://127.0.0.1:9", ["bench"])))
+
+
+@dataclass(frozen=True)
+class AccessOptions:
+    requests: int = 200
+    warmup: int = 20
+
+
+def start_api(bench: Bench, school_env: str, app: str, label: str) -> tuple[Any, Client, str]:
+    url = bench.database_url(f"{school_env}-{label}")
+    db.migrate("enrollment", url)
+    port = free_port()
+    proc = bench.spawn(f"{school_env}-{label}", gunicorn_args("enrollment", app, port),
+                       bench.process_env(school_env, extra={"ENROLLMENT_DATABASE_URL": url}))
+    client = Client({"enrollment": f"http://127.0.0.1:{port}"}, timeout=10, trust_env=False,
+                    token=bench.token("bench-admin", "admin"))
+    until(lambda: _healthy(client, proc, label), 60, f"the enrollment API, access {label}")
+    return proc, client, url
+
+
+def _healthy(client: Client, proc: Any, label: str) -> bool:
+    if proc.poll() is not None:
+        raise BenchError(f"the enrollment API (access {label}) exited with {proc.returncode}")
+    try:
+        client.ready("enrollment")
+        return True
+    except (ProblemError, Unreachable):
+        return False
+
+
+def measure(bench: Bench, opts: AccessOptions, results: Results) -> None:
+    say("access: POST /enrollments with the token check on and off, in turn")
+    school_env = bench.name("access")[:20]
+    bench.provision(school_env)
+    started: list[tuple[Any, Client, str]] = []
+    try:
+        for label, app in (("on", "shared.bootstrap:api('enrollment')"),
+                           ("off", "bench.access:unchecked('enrollment')")):
+            started.append(start_api(bench, school_env, app, label))
+        samples = alternate(opts, {"on": started[0][1], "off": started[1][1]})
+    except ProblemError as exc:
+        raise BenchError(f"the enrollment API refused the bench: {exc}") from None
+    finally:
+        for _, client, _ in started:
+            client.close()
+        Bench.stop_processes([proc for proc, _, _ in started], timeout=10)
+        Bench.drop([url for _, _, url in started])
+        bench.unprovision(school_env)
+    report(samples, results)
+
+
+def alternate(opts: AccessOptions, clients: dict[str, Client]) -> dict[str, list[float]]:
+    """Each client's POST latencies, one request to each in turn (so both see the same load)."""
+    count = opts.requests + opts.warmup
+    ready = {}
+    for label, client in clients.items():
+        course = client.create_course("Access", count + 5, 4990, "USD")["id"]
+        ready[label] = (course, [client.new_student()["id"] for _ in range(count)])
+    samples: dict[str, list[float]] = {label: [] for label in clients}
+    for i in range(count):
+        for label, client in clients.items():
+            course, students = ready[label]
+            began = time.perf_counter()
+            client.enroll(students[i], course)
+            if i >= opts.warmup:
+                samples[label].append(time.perf_counter() - began)
+        if i % 40 == 0:
+            progress(f"access: {i}/{count}")
+    return samples
+
+
+def report(samples: dict[str, list[float]], results: Results) -> None:
+    p50 = {label: p50_p99(values)[0] for label, values in samples.items()}
+    for label in samples:
+        results.add("access", f"access.{label}.p50", f"POST /enrollments p50, token check "
+                    f"{label}", "ms", p50[label])
+    cost = p50["on"] - p50["off"]
+    paired = statistics.median(on - off for on, off in zip(samples["on"], samples["off"],
+                                                           strict=True)) * 1000
+    results.add("access", "access.cost_p50", "  the token check's cost (p50 on - p50 off)",
+                "ms", cost)
+    results.add("access", "access.cost_paired", "  median of paired differences", "ms", paired)
+    done(f"POST /enrollments p50: check on {p50['on']:.2f} ms, off {p50['off']:.2f} ms "
+         f"(cost {cost:.2f} ms; paired {paired:.2f} ms)")
