@@ -457,7 +457,8 @@ def main() -> int:
     port = serve_port("issuer")  # shared.settings.PORTS, or ISSUER_PORT
     url = os.environ.get("ISSUER_URL") or f"http://127.0.0.1:{port}"
     var_dir = Path(os.environ.get("SCHOOL_VAR_DIR") or ROOT / "var")
-    server = make_server("127.0.0.1", port, create_app(var_dir, url), threaded=True,
+    host = os.environ.get("BIND_HOST", "127.0.0.1")  # 0.0.0.0 in a container, as the APIs
+    server = make_server(host, port, create_app(var_dir, url), threaded=True,
                          request_handler=_RequestLog)
     keys = key_path(var_dir).resolve()
     shown = keys.relative_to(ROOT) if keys.is_relative_to(ROOT) else keys

@@ -38,7 +38,8 @@ def dockerfile() -> str:
 
 def test_every_procfile_process_runs_with_the_same_command(compose: dict[str, Any]) -> None:
     processes = procfile()
-    assert len(processes) == 2 + 2 * len(SERVICES)  # the SMTP sink and the console too
+    # the SMTP sink, the identity issuer and the console too
+    assert len(processes) == 3 + 2 * len(SERVICES)
     for name, command in processes.items():
         assert name in compose, f"{name} of the Procfile is missing from compose.yaml"
         ran = " ".join(compose[name]["command"])
@@ -60,6 +61,10 @@ def test_services_get_the_environment_of_make_up(compose: dict[str, Any]) -> Non
             assert env["SCHOOL_ENV"] == "dev" and env["DB"] == "postgres"
             assert env["PGHOST"] == "postgres" and env["SMTP_HOST"] == "smtp"
             assert env["SCHOOL_SIMULATOR_CONTROLS"] == "1"  # as `make up` sets it
+            assert env["OIDC_ISSUER"] == "http://issuer:8006"
+            assert set(env["OIDC_CLIENT_IDS"].split(",")) == {
+                "school-web", "school-console", "school-cli"}
+            assert env["OTEL_EXPORTER_OTLP_HEADERS"].startswith("x-school-otlp-token=${")
             assert compose[f"{service}-{role}"]["depends_on"] == {
                 "setup": {"condition": "service_completed_successfully"}}
 

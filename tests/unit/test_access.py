@@ -23,7 +23,7 @@ from flask_smorest import Blueprint
 
 from deploy.local.localstack import free_port
 from shared.access import ANY, CREATED, SELF, Gate, allow, current, public
-from shared.auth import KeySet, Unauthenticated, Verifier
+from shared.auth import KeySet, Unauthenticated, Verifier, _trusted
 from shared.web import create_app
 from tests.support.identity import CLIENT, Signer, new_key, verifier
 
@@ -237,3 +237,15 @@ def test_keys_are_cached_and_refetched_for_an_unknown_kid_at_most_every_few_seco
         with pytest.raises(Unauthenticated, match="does not publish"):
             check.verify(signer.token("stu-1", "student", iss=url, headers={"kid": "made-up"}))
     assert len(fetched) == 2  # one refetch for five unknown kids within a minute
+
+
+@pytest.mark.parametrize(("jwks_uri", "issuer", "trusted"), [
+    ("https://keys.example/jwks.json", "https://issuer.example", True),
+    ("http://127.0.0.1:8006/.well-known/jwks.json", "http://127.0.0.1:8006", True),
+    ("http://evil.example/jwks.json", "http://127.0.0.1:8006", False),
+    ("http://issuer.example/jwks.json", "https://issuer.example", False),
+    ("file:///etc/passwd", "http://127.0.0.1:8006", False),
+])
+def test_a_discovery_document_cannot_send_us_elsewhere_in_the_clear(
+        jwks_uri: str, issuer: str, trusted: bool) -> None:
+    assert _trusted(jwks_uri, issuer) is trusted
