@@ -29,6 +29,9 @@ from shared.web import PROBLEM, TITLES, problem_body
 LIMIT_REQUEST_LINE = 4094  # bytes of "METHOD /path?query HTTP/1.1": a URL of about 4 KB
 LIMIT_REQUEST_FIELDS = 100  # header fields
 LIMIT_REQUEST_FIELD_SIZE = 16384  # bytes of one "Name: value" header line
+# gunicorn's access log line with the path instead of the whole request line: a query string can
+# carry what no log may keep (the sign-in callback's one-time code).
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 
 # gunicorn's parse errors and what they mean to a client (as in gunicorn's Worker.handle_error).
 _REFUSALS: list[tuple[type[Exception], int, str]] = [
@@ -128,7 +131,8 @@ def gunicorn_args(service: str, app: str, on_port: int | None = None) -> list[st
             "--limit-request-line", str(LIMIT_REQUEST_LINE),
             "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),
             "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE),
-            "--graceful-timeout", "20", "--access-logfile", "-", "--no-control-socket", app]
+            "--graceful-timeout", "20", "--access-logfile", "-",
+            "--access-logformat", ACCESS_LOG_FORMAT, "--no-control-socket", app]
 
 
 if __name__ == "__main__":

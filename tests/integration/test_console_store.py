@@ -5,6 +5,7 @@ as the services' exporters send them: out of order, twice, and from several proc
 from __future__ import annotations
 
 import gzip
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,9 @@ from services.console import tables
 from services.console.conversation import assemble
 from services.console.store import BadExport, Store, decode
 from shared import db
+from shared.auth import OTLP_TOKEN_HEADER
 from shared.cli import tree
+from tests.integration.test_console_access import development_issuer  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -195,26 +198,35 @@ def test_an_export_the_console_cannot_read_is_refused_with_why(body: bytes,
 
 
 def test_the_intake_takes_a_collector_sized_export_and_refuses_what_is_not_otlp(
-        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        database_url: str, issuer_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the console's own app: an export above the 1 MiB other routes allow is kept,
     a body that is not protobuf is a 422 with why (never a 500)."""
+    from deploy.local import issuer
+    from deploy.local.tokens import mint
     from shared import bootstrap
     db.migrate("console", database_url)
+    secret = secrets.token_urlsafe(24)
     monkeypatch.setenv("CONSOLE_DATABASE_URL", database_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # no SQS needed here
+    monkeypatch.setenv("OIDC_ISSUER", issuer_url)
+    monkeypatch.setenv("OIDC_CLIENT_IDS", issuer.client_ids())
+    monkeypatch.setenv("SCHOOL_OTLP_TOKEN", secret)
     client = bootstrap.api("console").test_client()
+    exporter = {OTLP_TOKEN_HEADER: secret}
+    operator = {"Authorization": f"Bearer {mint(issuer_url, 'ops-1', ['operator'])}"}
     journey = Journey()
     for n in range(600):
         saga(journey, f"conv-{n}")
     body = journey.export()
     assert len(body) > 1024 * 1024
-    kept = client.post("/v1/traces", data=body, content_type="application/x-protobuf")
+    kept = client.post("/v1/traces", data=body, content_type="application/x-protobuf",
+                       headers=exporter)
     assert kept.status_code == 200, kept.get_json()
-    assert len(client.get("/api/conversations?limit=200").get_json()) == 200
+    assert len(client.get("/api/conversations?limit=200", headers=operator).get_json()) == 200
     for data, kind in ((b"junk", "application/x-protobuf"), (b"{}", "application/json")):
-        refused = client.post("/v1/traces", data=data, content_type=kind)
+        refused = client.post("/v1/traces", data=data, content_type=kind, headers=exporter)
         assert refused.status_code == 422 and refused.get_json()["detail"]
-    topology = client.get("/api/topology")  # SQS unreachable: a 503 that says so
+    topology = client.get("/api/topology", headers=operator)  # SQS unreachable: a 503
     assert topology.status_code == 503 and "cannot read the queues" in topology.get_json()[
         "detail"]
 

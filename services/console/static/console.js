@@ -1,5 +1,7 @@
 // The school's operations console: three views over the console's JSON API, refreshed every
 // 2 seconds. No library and nothing from elsewhere: the page must work offline.
+// It is an operator's, through their sign-in session: /api/session says who and gives the
+// CSRF token every POST sends back; a 401 (the session ended) goes to /login.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -10,7 +12,8 @@ const MARK = {handled: "✓ handled", retry: "↻ retried", duplicate: "≡ dupl
               released: "⇠ released", dead_lettered: "✗ dead-lettered", waiting: "… waiting"};
 // What each view last drew: a view is redrawn only when its data changed, so that an open
 // message body stays open and a button stays where the pointer is.
-const state = {view: "topology", conversation: null, search: null, busy: false, drawn: {}};
+const state = {view: "topology", conversation: null, search: null, busy: false, drawn: {},
+               csrf: null, leaving: false};
 
 function changed(view, data) {
   const key = JSON.stringify(data);
@@ -38,8 +41,17 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
+function signIn() {
+  if (state.leaving) return;  // the other refreshes' 401s follow the first one
+  state.leaving = true;
+  location.assign("/login");
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, {headers: {Accept: "application/json"}, ...options});
+  const headers = {Accept: "application/json", ...options.headers};
+  if ((options.method || "GET") !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const response = await fetch(path, {...options, headers});
+  if (response.status === 401) signIn();
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error(body.detail || `${response.status} ${response.statusText}`);
@@ -485,6 +497,29 @@ function drawHops(c) {
   table.setAttribute("data-correlation-id", c.correlation_id);
 }
 
+// --- the session ---------------------------------------------------------------------------
+
+async function session() {
+  const me = await api("/api/session");
+  state.csrf = me.csrf_token;
+  $("who").textContent = `signed in as ${me.sub}`;
+  $("who").dataset.sub = me.sub;
+  $("sign-out").hidden = me.via !== "session";
+}
+
+async function signOut() {
+  $("sign-out").disabled = true;
+  try {
+    await api("/logout", {method: "POST"});
+    state.leaving = true;
+    location.assign("/");  // signed out: the page sends the next visitor to sign in
+  } catch (error) {
+    $("sign-out").disabled = false;
+    $("live").classList.add("stale");
+    $("live").textContent = `not signed out: ${error.message}`;
+  }
+}
+
 // --- wiring --------------------------------------------------------------------------------
 
 $("search").addEventListener("submit", (e) => {
@@ -492,6 +527,12 @@ $("search").addEventListener("submit", (e) => {
   const text = $("search-input").value.trim();
   if (text) location.hash = `#search/${encodeURIComponent(text)}`;
 });
+$("sign-out").addEventListener("click", signOut);
 window.addEventListener("hashchange", route);
-setInterval(refresh, REFRESH_MS);
-route();
+session().catch((error) => {
+  $("live").classList.add("stale");
+  $("live").textContent = `not signed in: ${error.message}`;
+}).finally(() => {
+  setInterval(refresh, REFRESH_MS);
+  route();
+});
