@@ -4,17 +4,21 @@
 It holds one Fargate task of the console's API behind an internal load balancer, health-checked
 on /healthz, a task role that may read every queue and DLQ and receive from and redrive the DLQs
 and nothing else (deploy/aws/access.py, `console_access`), and its logs. It has no worker, no
-database server, no secret and no tracing collector: the console consumes no queue, publishes
-nothing, traces nothing of its own, and keeps its store (the spans exported to it) in SQLite on
-the task's own storage, which a new task starts empty.
+database server and no tracing collector: the console consumes no queue, publishes nothing,
+traces nothing of its own, and keeps its store (the spans exported to it) in SQLite on the task's
+own storage, which a new task starts empty. Its one secret is the platform's intake credential
+(deploy/aws/telemetry.py, `intake_token`), as SCHOOL_OTLP_TOKEN: its task's execution role may
+read it, its task role may not.
 
 The spans come from the services' collectors (deploy/aws/telemetry.py), which export every trace
-to X-Ray and to the console's `/v1/traces`. They reach the task itself, not the load balancer:
+to X-Ray and to the console's `/v1/traces`, with that credential in the x-school-otlp-token
+header (without it the console refuses them). They reach the task itself, not the load balancer:
 the task registers in the platform's private DNS namespace as `console` (Cloud Map, an A record
 of the task's own address), and its security group admits the console's port from the VPC.
 
 Why internal: the console shows the DLQs' message bodies (student and payment data) and its
-buttons move messages, with no sign-in of its own, so it is reachable from inside the VPC only.
+buttons move messages. It asks for an operator's sign-in, but its load balancer speaks plain
+HTTP until the edge has TLS, so it is reachable from inside the VPC only.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from deploy.aws.access import (
 )
 from deploy.aws.messaging import MessagingStack
 from deploy.aws.platform import PlatformStack, namespace_name
+from deploy.aws.telemetry import INTAKE_TOKEN
 from shared.settings import CONSOLE, PORTS
 
 # On the task's own storage (SCHOOL_VAR_DIR of the image): no volume, so no other container and
@@ -78,9 +83,12 @@ class ConsoleStack(Stack):
         # volume would be owned by root on Fargate, where the image's user could not write.
         command = (f"{shlex.join(fargate.serve('migrate', CONSOLE))} && "
                    f"exec {shlex.join(fargate.serve('api', CONSOLE))}")
+        # The intake's credential, in the task definition's Secrets: ECS fetches it with the
+        # execution role when the task starts, so it is in no template and no Environment.
+        intake = {INTAKE_TOKEN: ecs.Secret.from_secrets_manager(platform.intake_token)}
         api = fargate.add_container(task, "api", image=fargate.image(CONSOLE),
                                     command=["sh", "-c", command], environment=environment,
-                                    logs=self.logs)
+                                    logs=self.logs, secrets=intake)
         api.add_port_mappings(ecs.PortMapping(container_port=PORTS[CONSOLE]))
         # One task, never two at once, even during a deployment (the old one stops before the
         # new one starts): two consoles would split the spans between two stores behind one

@@ -1,7 +1,9 @@
 """The platform stack: the network, the ECS cluster every service stack runs in, the VPC
 endpoints through which the tasks reach AWS, the private DNS namespace in which a task finds
-another by name (`namespace_name`), the audit trail (deploy/aws/audit.py), and the messaging key
-(deploy/aws/messaging.py, `messaging_key`)."""
+another by name (`namespace_name`), the audit trail (deploy/aws/audit.py), the messaging key
+(deploy/aws/messaging.py, `messaging_key`), and the console intake's credential
+(deploy/aws/telemetry.py, `intake_token`), here because the console's stack and every service's
+stack are given it, and neither kind may depend on the other."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from constructs import Construct
 
 from deploy.aws.audit import Audit
 from deploy.aws.messaging import messaging_key, sqs_endpoint_export
+from deploy.aws.telemetry import intake_token
 
 _AWS = ec2.InterfaceVpcEndpointAwsService
 # What a task in a private subnet calls: its queues, the topic, STS (the relay builds the topic's
@@ -57,6 +60,9 @@ class PlatformStack(Stack):
                   export_name=sqs_endpoint_export(env_name))
         self.audit = Audit(self, "Audit", env_name=env_name)
         self.messaging_key = messaging_key(self, env_name)
+        # The console's task and the services' collectors read it from their own stacks (CDK
+        # exports its ARN); no resource policy names them, so nothing here depends on them.
+        self.intake_token = intake_token(self, env_name)
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, cluster_name=f"school-{env_name}",
             container_insights_v2=ecs.ContainerInsights.ENABLED)

@@ -11,7 +11,7 @@ the logs, the image, the load-balanced API) is built by deploy/aws/fargate.py.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -30,6 +30,7 @@ from deploy.aws.scan import skip
 from deploy.aws.telemetry import (
     ADOT_IMAGE,
     EMF_WRITE,
+    INTAKE_TOKEN,
     OTLP_HTTP,
     XRAY_WRITE,
     collector_config,
@@ -53,6 +54,7 @@ class ServiceStack(Stack):
         self.add_stack_dependency(messaging)  # its queues must exist before its tasks start
         self.access = access(service)
         self.key_arn = platform.messaging_key.key_arn
+        self.intake_token = platform.intake_token
         self.role = fargate.task_role(self, env_name, service,
                                       f"{service}: only what the topology gives it")
         for statement in self.statements(self.access):
@@ -166,14 +168,24 @@ class ServiceStack(Stack):
         main.add_container_dependencies(ecs.ContainerDependency(
             container=migrate, condition=ecs.ContainerDependencyCondition.SUCCESS))
         # The collector: not essential (a task whose collector stopped keeps serving; the
-        # SDK drops what it cannot export), started before the service so no span waits.
+        # SDK drops what it cannot export), started before the service so no span waits. It
+        # sends the console's intake its credential, which ECS fetches with the execution role
+        # (the task role may not read it) into the collector's environment alone.
         collector = task.add_container(
             "otel-collector", image=ecs.ContainerImage.from_registry(ADOT_IMAGE),
             essential=False, memory_reservation_mib=64,
             environment={"AOT_CONFIG_CONTENT": collector_config(
                 self.env_name, self.service, self.region,
                 console=console.traces_endpoint(self.env_name))},
+            secrets={INTAKE_TOKEN: ecs.Secret.from_secrets_manager(self.intake_token)},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="otel-collector", log_group=self.logs))
+        # CDK's template validation takes the ${env:...} in that configuration for a
+        # CloudFormation parameter outside an Fn::Sub; it is the collector's, and must reach it
+        # as it is.
+        Validations.of(task).acknowledge(Acknowledgment(
+            id="CloudFormation-Validate::E1029",
+            reason=f"${{env:{INTAKE_TOKEN}}} in AOT_CONFIG_CONTENT is expanded by the collector "
+                   f"from its own environment, not by CloudFormation."))
         main.add_environment("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{OTLP_HTTP}")
         main.add_container_dependencies(ecs.ContainerDependency(
             container=collector, condition=ecs.ContainerDependencyCondition.START))

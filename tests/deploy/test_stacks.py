@@ -436,6 +436,14 @@ def platform_import(platform: Any, value: Any) -> dict[str, str]:
     return {"Fn::ImportValue": export}
 
 
+def intake_secret_id(platform: Any) -> str:
+    """The logical id of the console intake's credential in the platform stack."""
+    [(secret_id, _)] = [(sid, r) for sid, r in of_type(platform,
+                                                       "AWS::SecretsManager::Secret").items()
+                        if r["Properties"]["Name"] == f"school/{ENV}/console/otlp-token"]
+    return secret_id
+
+
 def messaging_key_import(platform: Any) -> dict[str, str]:
     """How another stack refers to the platform's messaging key: an import of its ARN."""
     [alias] = [a["Properties"] for a in of_type(platform, "AWS::KMS::Alias").values()
@@ -571,19 +579,28 @@ def test_the_console_role_check_fails_on_any_wider_grant(templates: dict[str, An
         assert console_grants(Template.from_json(raw), key) == expected_console_grants()
 
 
-def test_the_console_has_no_database_no_secret_no_sns_and_no_tracing(
+def test_the_console_has_no_database_no_sns_no_tracing_and_one_secret(
         templates: dict[str, Any]) -> None:
+    """Its one secret is the platform's intake credential, read by its execution role alone
+    (tests/deploy/test_credentials.py); it holds no secret of its own."""
     stack = templates[CONSOLE]
     kinds = {r["Type"] for r in stack.to_json()["Resources"].values()}
     assert not {k for k in kinds if k.startswith(
         ("AWS::RDS::", "AWS::SecretsManager::", "AWS::SNS::", "AWS::SQS::", "AWS::XRay::"))}
-    # no role of the stack (the execution role's included) may do anything of the kind
+    intake = platform_import(templates["platform"], {"Ref": intake_secret_id(
+        templates["platform"])})
+    # no role of the stack (the execution role's included) may do anything of the kind, and
+    # Secrets Manager only to read that one secret
     for s in statements(stack):
         assert not [a for a in s["actions"] if a.split(":")[0] in (
-            "sns", "secretsmanager", "rds", "rds-db", "xray", "ssm")], s
-    for task in of_type(stack, "AWS::ECS::TaskDefinition").values():
-        for container in task["Properties"]["ContainerDefinitions"]:
-            assert "Secrets" not in container
+            "sns", "rds", "rds-db", "xray", "ssm")], s
+        if any(a.startswith("secretsmanager:") for a in s["actions"]):
+            assert set(s["actions"]) <= {"secretsmanager:GetSecretValue",
+                                         "secretsmanager:DescribeSecret"}, s
+            assert s["resources"] == [intake], s
+    [task] = of_type(stack, "AWS::ECS::TaskDefinition").values()
+    [container] = task["Properties"]["ContainerDefinitions"]
+    assert container["Secrets"] == [{"Name": "SCHOOL_OTLP_TOKEN", "ValueFrom": intake}]
 
 
 def test_the_console_runs_one_task_behind_an_internal_load_balancer_on_8000(
@@ -729,9 +746,11 @@ def test_each_collector_sends_every_trace_to_the_console_too(templates: dict[str
     for task in tasks:
         config = collector_config(task)
         # OTLP/HTTP protobuf, gzipped; no queue or retry settings: the exporter's defaults
-        # (deploy/aws/telemetry.py says why)
-        assert config["exporters"]["otlphttp/console"] == {"endpoint": CONSOLE_TRACES,
-                                                           "compression": "gzip"}
+        # (deploy/aws/telemetry.py says why); the intake's credential from the collector's
+        # environment, which the collector expands (tests/deploy/test_credentials.py)
+        assert config["exporters"]["otlphttp/console"] == {
+            "endpoint": CONSOLE_TRACES, "compression": "gzip",
+            "headers": {"x-school-otlp-token": "${env:SCHOOL_OTLP_TOKEN}"}}
         pipelines = config["service"]["pipelines"]
         assert set(pipelines) == {"traces", "metrics"}
         traces = pipelines["traces"]

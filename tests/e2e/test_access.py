@@ -330,3 +330,44 @@ def test_a_malformed_authorization_header_is_a_401_through_gunicorn(
     assert reply.status_code == 401, reply.text
     assert reply.headers["Content-Type"] == "application/problem+json"
     assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_swagger_ui_authorizes_with_a_pasted_token_offline(world: World, tmp_path: Path) -> None:
+    """In a real browser: /docs (served from the service itself, no CDN), Authorize, paste
+    Ada's token, then try GET /students/{student_id}: the call carries it and answers 200."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.support import browser
+    browser.require()
+    ada = world.people["owner"]
+    with browser.chromium() as driver:
+        wait = WebDriverWait(driver, 30)
+        driver.get(f"{world.stack.urls['enrollment']}/docs")
+
+        def click(css: str) -> None:
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, css).is_displayed())
+            driver.find_element(By.CSS_SELECTOR, css).click()
+
+        click("button.authorize")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".auth-container input"))
+        driver.find_element(By.CSS_SELECTOR, ".auth-container input").send_keys(
+            ada.client.token)
+        click(".auth-btn-wrapper button.authorize")
+        click(".auth-btn-wrapper button.btn-done")
+        summary = driver.find_element(
+            By.CSS_SELECTOR, ".opblock-get [data-path='/students/{student_id}']")
+        summary.click()
+        click(".opblock.is-open button.try-out__btn")
+        field = driver.find_element(By.CSS_SELECTOR, ".opblock.is-open input[type=text]")
+        field.send_keys(world.student)
+        click(".opblock.is-open button.execute")
+        answered = ".opblock.is-open .live-responses-table tr.response td.response-col_status"
+        status = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, answered))
+        browser.screenshot(driver, tmp_path / "swagger.png")
+        curl = driver.find_element(By.CSS_SELECTOR, ".opblock.is-open .curl").text
+        assert "Authorization: Bearer" in curl
+        assert status[0].text.strip().startswith("200"), status[0].text
+        sources = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        assert all(url.startswith(world.stack.urls["enrollment"]) for url in sources), sources
