@@ -194,6 +194,25 @@ def school_stack(sqs, sns, settings, db_kind, tmp_path_factory, mailbox
 
 
 @pytest.fixture(scope="session")
+def issuer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The development identity issuer as a process of its own, on a free port, with a key of
+    its own (session scope): its URL, which is also the `iss` of what it mints."""
+    import signal
+
+    from deploy.local import issuer
+    folder = tmp_path_factory.mktemp("issuer")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = issuer.start(port, folder, folder / "issuer.log")
+    try:
+        issuer.wait_ready(url, proc, log_path=folder / "issuer.log")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
 def _tracer_provider():  # type: ignore[no-untyped-def]
     """The OpenTelemetry SDK with an in-memory exporter, for this test process: a provider can
     be set only once per process, so every test that looks at spans shares it."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -20,27 +19,11 @@ import jwt
 import pytest
 import requests
 
-from deploy.local import issuer
 from deploy.local.localstack import free_port
 from deploy.local.tokens import mint
 from shared.signin import LOGIN_HINT, claims
 
 SCHOOL = str(Path(sys.executable).parent / "school")
-
-
-@pytest.fixture(scope="module")
-def issuer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real local issuer on a free port, with its own key."""
-    folder = tmp_path_factory.mktemp("issuer")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = issuer.start(port, folder, folder / "issuer.log")
-    try:
-        issuer.wait_ready(url, proc, log_path=folder / "issuer.log")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,21 +30,6 @@ from shared.settings import Settings
 PROTOBUF = "application/x-protobuf"
 NO_SQS = "http://127.0.0.1:9"  # nothing listens: the queues' routes answer 503, and no test
 # here needs them to answer more than "past the gate"
-
-
-@pytest.fixture(scope="module", name="issuer_url")
-def development_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The development issuer as a process of its own, on a free port: its URL."""
-    folder = tmp_path_factory.mktemp("issuer")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = issuer.start(port, folder, folder / "issuer.log")
-    try:
-        issuer.wait_ready(url, proc, log_path=folder / "issuer.log")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture

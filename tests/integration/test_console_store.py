@@ -25,7 +25,6 @@ from services.console.store import BadExport, Store, decode
 from shared import db
 from shared.auth import OTLP_TOKEN_HEADER
 from shared.cli import tree
-from tests.integration.test_console_access import development_issuer  # noqa: F401 (fixture)
 
 
 @pytest.fixture
