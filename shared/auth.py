@@ -173,7 +173,7 @@ class Verifier:
             raise Unauthenticated("The access token has expired.") from None
         except jwt.InvalidIssuerError:
             raise Unauthenticated("The access token is from another issuer.") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # InvalidTokenError, or a key unfit for RS256
             raise Unauthenticated(f"The access token is not valid ({type(exc).__name__})."
                                   ) from None
         return claims
@@ -181,7 +181,8 @@ class Verifier:
     def _principal(self, claims: dict[str, Any]) -> Principal:
         if claims.get("token_use") != "access":
             raise Unauthenticated("An access token is needed, not an ID token.")
-        if claims.get("client_id") not in self.client_ids:
+        client_id = claims.get("client_id")
+        if not isinstance(client_id, str) or client_id not in self.client_ids:
             raise Unauthenticated("The access token was issued to another client.")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not _SUBJECT.fullmatch(sub):
@@ -190,7 +191,7 @@ class Verifier:
         if not isinstance(groups, list):
             raise Unauthenticated("The access token's cognito:groups is not a list.")
         email = claims.get("email")
-        return Principal(sub, frozenset(g for g in groups if g in ROLES), claims["client_id"],
+        return Principal(sub, frozenset(g for g in groups if g in ROLES), client_id,
                          email if isinstance(email, str) else None)
 
 

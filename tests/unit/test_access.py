@@ -21,7 +21,7 @@ from flask_smorest import Blueprint
 from shared.access import ANY, CREATED, SELF, Gate, allow, current, public
 from shared.auth import _trusted
 from shared.web import create_app
-from tests.support.identity import Signer, new_key, verifier
+from tests.support.identity import CLIENT, Signer, new_key, verifier
 
 PROBLEM = "application/problem+json"
 
@@ -111,6 +111,8 @@ def attacks(signer: Signer) -> dict[str, str]:
         "expired": signer.token("stu-1", "student", exp=int(time.time()) - 120),
         "wrong iss": signer.token("stu-1", "student", iss="https://evil.example"),
         "wrong client_id": signer.token("stu-1", "student", client_id="someone-else"),
+        "client_id as a list": signer.token("stu-1", "student", client_id=[CLIENT]),
+        "groups not a list": signer.token("stu-1", "student", **{"cognito:groups": "admin"}),
         "token_use id": signer.token("stu-1", "student", token_use="id"),
         "payload changed after signing": f"{head.split('.')[0]}.{tampered}.{signature}",
         "no kid": jwt.encode(claims, signer.key, algorithm="RS256"),
