@@ -15,6 +15,7 @@ PARTS = {"raw": "raw emulator limits (one client, one thread)",
          "hops": "SQS + SNS calls, counted by the proxy",
          "idle": "idle ReceiveMessage calls",
          "api": "POST /enrollments against a raw SendMessage",
+         "access": "the access token check, on and off",
          "tracing": "tracing off and on (OTLP/HTTP export)"}
 
 

@@ -11,12 +11,15 @@ https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-po
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -139,28 +142,60 @@ class KeySet:
         return next((key for key in keys if key.key_id == kid), None)
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The JWS header, read without PyJWT's full parse of the token (which `_decode` does once,
+    verifying it): the first part, base64url-decoded JSON."""
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        header = None
+    if not isinstance(header, dict):
+        raise Unauthenticated("The access token is not a well-formed JWT.")
+    return header
+
+
 class Verifier:
     """Checks an access token; `verify` returns its Principal or raises Unauthenticated (401)
-    or KeysUnavailable (503)."""
+    or KeysUnavailable (503).
 
-    def __init__(self, issuer: str, client_ids: Iterable[str], keys: KeySet | None = None
-                 ) -> None:
+    A token that passed is remembered (by its SHA-256, at most `remember` of them) until it
+    expires or for `recheck` seconds, whichever is sooner: a client sends the same token with
+    every request, and its signature need not be verified each time. After `recheck` seconds
+    it is checked again in full, so a key the issuer no longer publishes stops being honoured
+    as soon as the cached keys are refreshed."""
+
+    def __init__(self, issuer: str, client_ids: Iterable[str], keys: KeySet | None = None, *,
+                 remember: int = 10_000, recheck: float = 300.0) -> None:
         self.issuer = issuer
         self.client_ids = frozenset(client_ids)
         self.keys = keys or KeySet(issuer)
+        self.remember, self.recheck = remember, recheck
+        self._passed: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise Unauthenticated("The access token is not a well-formed JWT.") from None
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            known = self._passed.get(digest)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        principal, expires = self._check(token)
+        with self._lock:
+            self._passed[digest] = (principal, min(expires, time.time() + self.recheck))
+            while len(self._passed) > self.remember:
+                self._passed.popitem(last=False)  # the oldest first
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float]:
+        header = _header(token)
         if header.get("alg") != ALGORITHM:
             raise Unauthenticated(f"The access token must be signed with {ALGORITHM}.")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise Unauthenticated("The access token names no signing key (kid).")
         claims = self._decode(token, self.keys.key(kid))
-        return self._principal(claims)
+        return self._principal(claims), float(claims["exp"])
 
     def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
         try:

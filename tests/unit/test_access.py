@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 from flask_smorest import Blueprint
 
 from shared.access import ANY, CREATED, SELF, Gate, allow, current, public
-from shared.auth import _trusted
+from shared.auth import Verifier, _trusted
 from shared.web import create_app
-from tests.support.identity import CLIENT, Signer, new_key, verifier
+from tests.support.identity import CLIENT, ISSUER, Signer, StaticKeys, new_key, verifier
 
 PROBLEM = "application/problem+json"
 
@@ -195,3 +195,45 @@ def test_the_widest_reach_of_the_caller_s_roles_applies(client: FlaskClient,
 def test_a_discovery_document_cannot_send_us_elsewhere_in_the_clear(
         jwks_uri: str, issuer: str, trusted: bool) -> None:
     assert _trusted(jwks_uri, issuer) is trusted
+
+
+class CountingKeys(StaticKeys):
+    def __init__(self, signer: Signer) -> None:
+        super().__init__(signer)
+        self.lookups = 0
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        self.lookups += 1
+        return super().key(kid)
+
+
+def test_a_token_that_passed_is_not_verified_again_until_its_recheck(signer: Signer) -> None:
+    keys = CountingKeys(signer)
+    check = Verifier(ISSUER, [CLIENT], keys)
+    token = signer.token("stu-1", "student")
+    assert check.verify(token) == check.verify(token)
+    assert keys.lookups == 1
+    always = Verifier(ISSUER, [CLIENT], keys, recheck=0)
+    always.verify(token)
+    always.verify(token)
+    assert keys.lookups == 3
+
+
+def test_a_token_is_remembered_no_longer_than_it_is_valid(signer: Signer) -> None:
+    check = Verifier(ISSUER, [CLIENT], StaticKeys(signer), recheck=300)
+    soon = int(time.time()) + 30
+    check.verify(signer.token("stu-1", "student", exp=soon))
+    check.verify(signer.token("stu-2", "student", exp=int(time.time()) + 3600))
+    until = sorted(entry[1] for entry in check._passed.values())
+    assert until[0] <= soon  # its exp: after that, it is checked in full (and refused)
+    assert until[1] <= time.time() + 300  # the recheck: a withdrawn key stops counting
+
+
+def test_the_remembered_tokens_are_bounded(signer: Signer) -> None:
+    keys = CountingKeys(signer)
+    check = Verifier(ISSUER, [CLIENT], keys, remember=2)
+    tokens = [signer.token(f"stu-{n}", "student") for n in range(3)]
+    for token in tokens:
+        check.verify(token)
+    check.verify(tokens[0])  # evicted by the third: verified again
+    assert keys.lookups == 4 and len(check._passed) == 2
