@@ -15,10 +15,10 @@ from typing import Any
 
 from flask import Flask
 
-from bench.api import p50_p99
+from bench.api import enrollment_ready, p50_p99
 from bench.report import Results
 from bench.session import Bench, BenchError, done, progress, say, until
-from deploy.local.client import Client, ProblemError, Unreachable
+from deploy.local.client import Client, ProblemError
 from deploy.local.localstack import free_port
 from shared import bootstrap, db
 from shared.access import Gate, Rule
@@ -55,18 +55,10 @@ def start_api(bench: Bench, school_env: str, app: str, label: str) -> tuple[Any,
                        bench.process_env(school_env, extra={"ENROLLMENT_DATABASE_URL": url}))
     client = Client({"enrollment": f"http://127.0.0.1:{port}"}, timeout=10, trust_env=False,
                     token=bench.token("bench-admin", "admin"))
-    until(lambda: _healthy(client, proc, label), 60, f"the enrollment API, access {label}")
+    what = f"the enrollment API (access {label})"
+    until(lambda: enrollment_ready(client, proc, what), 60, what)
     return proc, client, url
 
-
-def _healthy(client: Client, proc: Any, label: str) -> bool:
-    if proc.poll() is not None:
-        raise BenchError(f"the enrollment API (access {label}) exited with {proc.returncode}")
-    try:
-        client.ready("enrollment")
-        return True
-    except (ProblemError, Unreachable):
-        return False
 
 
 def measure(bench: Bench, opts: AccessOptions, results: Results) -> None:

@@ -23,7 +23,7 @@ from bench.hops import expected
 from bench.report import Results
 from bench.school import School
 from bench.session import Bench, BenchError, done, progress, say
-from deploy.local.client import Client, ProblemError
+from deploy.local.client import Client, ProblemError, Unreachable
 
 FROZEN_TIMEOUT = 2  # seconds: the raw SendMessage's connect and read timeout, one attempt
 
@@ -50,6 +50,18 @@ def timed_calls(what: str, count: int, call: Callable[[int], None]) -> list[floa
         if i % 20 == 0:
             progress(f"{what}: {i}/{count}")
     return out
+
+
+def enrollment_ready(client: Client, proc: Any, what: str) -> bool:
+    """The enrollment API process the bench started answers /readyz; BenchError if it exited
+    (`what` names it)."""
+    if proc.poll() is not None:
+        raise BenchError(f"{what} exited with {proc.returncode}")
+    try:
+        client.ready("enrollment")
+        return True
+    except (ProblemError, Unreachable):
+        return False
 
 
 def raw_client(bench: Bench, frozen: bool) -> Any:

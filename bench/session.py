@@ -89,10 +89,7 @@ class Bench:
         self.proc = localstack.start(self.endpoint, self.folder / "localstack",
                                      self.log_dir / "localstack.log")
         localstack.wait_healthy(self.endpoint, self.proc, timeout=120)
-        port = localstack.free_port()
-        self.issuer = f"http://127.0.0.1:{port}"
-        self.issuer_proc = issuer.start(port, self.folder, self.log_dir / "issuer.log")
-        issuer.wait_ready(self.issuer, self.issuer_proc, log_path=self.log_dir / "issuer.log")
+        self.issuer_proc, self.issuer = issuer.launch(self.folder, self.log_dir / "issuer.log")
 
     def token(self, sub: str, *groups: str) -> str:
         """An access token of the run's issuer, valid for longer than any run."""

@@ -14,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from bench.api import p50_p99, timed_calls
+from bench.api import enrollment_ready, p50_p99, timed_calls
 from bench.consumers import Case, Run, any_events, enrollment_requests
 from bench.report import Results
 from bench.session import Bench, BenchError, done, say, until
-from deploy.local.client import Client, ProblemError, Unreachable
+from deploy.local.client import Client, ProblemError
 from deploy.local.localstack import free_port
 from deploy.local.traces import Receiver, receiving
 from shared import db
@@ -63,7 +62,8 @@ def api_latency(bench: Bench, opts: TracingOptions, env: dict[str, str], label: 
     client = Client({"enrollment": f"http://127.0.0.1:{port}"}, timeout=10, trust_env=False,
                     token=bench.token("bench-admin", "admin"))
     try:
-        until(lambda: _healthy(client, proc), 60, f"the enrollment API ({label})")
+        until(lambda: enrollment_ready(client, proc, "the enrollment API"), 60,
+              f"the enrollment API ({label})")
         count = opts.requests + opts.warmup
         course = client.create_course("Tracing", count + 5, 4990, "USD")["id"]
         students = [client.new_student()["id"] for _ in range(count)]
@@ -82,15 +82,6 @@ def api_latency(bench: Bench, opts: TracingOptions, env: dict[str, str], label: 
         bench.unprovision(school_env)
     return p50_p99(samples)
 
-
-def _healthy(client: Client, proc: Any) -> bool:
-    if proc.poll() is not None:
-        raise BenchError(f"the enrollment API exited with {proc.returncode}")
-    try:
-        client.ready("enrollment")
-        return True
-    except (ProblemError, Unreachable):
-        return False
 
 
 def measure(bench: Bench, opts: TracingOptions, results: Results) -> None:

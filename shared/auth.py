@@ -34,8 +34,12 @@ ALGORITHM = "RS256"  # the only one: never a symmetric key, never `none`
 LEEWAY = 60  # seconds of clock skew allowed on exp and iat
 MAX_TOKEN = 8192  # characters; Cognito's access tokens are a few KB at most
 # A JWS in compact form: three base64url parts. Anything else in the header is malformed.
-_BEARER = re.compile(r"Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
-_SUBJECT = re.compile(r"[^/\x00-\x1f\x7f-\x9f]{1,64}")  # a subject is a record id (shared.web)
+JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_BEARER = re.compile(rf"Bearer ({JWS.pattern})")
+# A subject is a student's record id, so it is what a path can carry (shared.web.IdConverter):
+# 1 to 64 characters, no '/' and no control characters. The one definition of it: the schemas,
+# the CLI and the local issuer use this one.
+SUBJECT = re.compile(r"[^/\x00-\x1f\x7f-\x9f]{1,64}")
 
 
 class Unauthenticated(Exception):
@@ -72,21 +76,27 @@ def bearer(header: str | None) -> str:
     return match.group(1)
 
 
-def _trusted(jwks_uri: str, issuer: str) -> bool:
-    """Keys come over HTTPS, or over plain HTTP only from the host of an issuer configured
-    with plain HTTP (the local issuer): a discovery document cannot send us elsewhere in the
-    clear."""
-    keys, origin = urlsplit(jwks_uri), urlsplit(issuer)
-    return keys.scheme == "https" or (
-        keys.scheme == origin.scheme == "http" and keys.netloc == origin.netloc)
+def trusted(url: str, issuer: str) -> bool:
+    """An endpoint of the issuer's (its keys, its sign-in and token endpoints) is called over
+    HTTPS, or over plain HTTP only on the host of an issuer configured with plain HTTP (the
+    local issuer): a discovery document cannot send us elsewhere in the clear."""
+    endpoint, origin = urlsplit(url), urlsplit(issuer)
+    return endpoint.scheme == "https" or (
+        endpoint.scheme == origin.scheme == "http" and endpoint.netloc == origin.netloc)
 
 
-def _fetch_json(url: str, timeout: float) -> Any:
+def discovery(issuer: str, timeout: float) -> dict[str, Any]:
+    """The issuer's OpenID Connect discovery document; KeysUnavailable when it cannot be
+    fetched or names another issuer."""
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - checked
-            return json.load(reply)
+        with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - an http(s) URL
+            config = json.load(reply)
     except (OSError, ValueError) as exc:
         raise KeysUnavailable(f"cannot fetch {url}: {type(exc).__name__}") from None
+    if not isinstance(config, dict) or config.get("issuer") != issuer:
+        raise KeysUnavailable(f"{url} names another issuer")
+    return config
 
 
 class KeySet:
@@ -105,12 +115,8 @@ class KeySet:
     def _jwks(self) -> jwt.PyJWKClient:
         with self._lock:
             if self._client is None:
-                config = _fetch_json(
-                    self.issuer.rstrip("/") + "/.well-known/openid-configuration", self.timeout)
-                if not isinstance(config, dict) or config.get("issuer") != self.issuer:
-                    raise KeysUnavailable("the discovery document names another issuer")
-                uri = config.get("jwks_uri")
-                if not isinstance(uri, str) or not _trusted(uri, self.issuer):
+                uri = discovery(self.issuer, self.timeout).get("jwks_uri")
+                if not isinstance(uri, str) or not trusted(uri, self.issuer):
                     raise KeysUnavailable("the discovery document has no usable jwks_uri")
                 self._client = jwt.PyJWKClient(uri, cache_keys=False, cache_jwk_set=True,
                                                lifespan=int(self.lifespan),
@@ -220,7 +226,7 @@ class Verifier:
         if not isinstance(client_id, str) or client_id not in self.client_ids:
             raise Unauthenticated("The access token was issued to another client.")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not _SUBJECT.fullmatch(sub):
+        if not isinstance(sub, str) or not SUBJECT.fullmatch(sub):
             raise Unauthenticated("The access token's subject is not a usable id.")
         groups = claims.get("cognito:groups") or []
         if not isinstance(groups, list):

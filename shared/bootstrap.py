@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask
 
 from shared import db, idempotency, logs, telemetry, web
-from shared.access import Gate
+from shared.access import Gate, Sessions
 from shared.auth import Verifier
 from shared.consumer import Consumer
 from shared.handling import Handler
@@ -59,7 +59,7 @@ def api(name: str, settings: Settings | None = None, access: Gate | None = None)
     return app
 
 
-def gate(settings: Settings, sessions: Any = None) -> Gate:
+def gate(settings: Settings, sessions: Sessions | None = None) -> Gate:
     """The access check of an API: an API without an identity provider refuses to start rather
     than serve anyone (README: Access)."""
     if not settings.oidc_issuer or not settings.oidc_client_ids:

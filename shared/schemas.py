@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from marshmallow import Schema, ValidationError, fields, validate
 from marshmallow_sqlalchemy import ModelConverter, SQLAlchemyAutoSchema
 
+from shared.auth import SUBJECT
 from shared.db import utc
 
 # NUL and the UTF-16 surrogate range: valid in a JSON string, impossible to store.
@@ -65,7 +66,7 @@ def Subject(required: bool = True, **kwargs: Any) -> fields.String:  # noqa: N80
     """A person's subject at the identity provider, used as their record's id: what a path can
     carry (shared.web.IdConverter), so 1 to 64 characters without '/' or control characters."""
     return Text(required=required, validate=[validate.Length(min=1, max=ID_MAX), validate.Regexp(
-        r"^[^/\x00-\x1f\x7f-\x9f]+$", error="must not contain '/' or control characters")],
+        rf"(?:{SUBJECT.pattern})\Z", error="must not contain '/' or control characters")],
         **kwargs)
 
 

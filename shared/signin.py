@@ -8,7 +8,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import stat
 import sys
 import urllib.parse
@@ -18,12 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from shared.auth import JWS, SUBJECT
+
 TOKEN_ENV, TOKEN_FILE_ENV = "SCHOOL_TOKEN", "SCHOOL_TOKEN_FILE"
 CONSOLE_ROLE = "operator"  # the console's page and API are the operators'
 LOGIN_HINT = f"sign in: school login --as {CONSOLE_ROLE}"
-# What the local issuer and shared.auth accept as a subject; a JWS in compact form.
-_SUBJECT = re.compile(r"[^/\x00-\x1f\x7f-\x9f]{1,64}")
-_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class SignInError(Exception):
@@ -52,7 +50,7 @@ def default_issuer(env: Mapping[str, str] = os.environ) -> str:
 
 def subject(text: str) -> str:
     """An argparse type: a subject the issuer accepts (a student's id is their subject)."""
-    if not _SUBJECT.fullmatch(text):
+    if not SUBJECT.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a subject: 1 to 64 characters, without '/' or control characters")
     return text
@@ -98,7 +96,7 @@ def current_token(env: Mapping[str, str] = os.environ) -> str | None:
     if not token:
         path = token_file(env)
         token, where = read_token(path), str(path)
-    if token is not None and not _JWT.fullmatch(token):
+    if token is not None and not JWS.fullmatch(token):
         raise SignInError(f"the token in {where} is not a JWT; {LOGIN_HINT}", code=2)
     return token
 
@@ -159,7 +157,7 @@ def mint(issuer: str, role: str, sub: str, expires_in: int | None) -> str:
         token = reply.json().get("access_token") if reply.status_code == 200 else None
     except (ValueError, AttributeError):
         token = None
-    if not isinstance(token, str) or not _JWT.fullmatch(token):
+    if not isinstance(token, str) or not JWS.fullmatch(token):
         raise SignInError(f"the issuer at {url} answered {reply.status_code} without a token: "
                           f"{_issuer_reason(reply)}")
     return token

@@ -6,7 +6,7 @@ essay, a duplicate delivery), waits for each outcome with progress, prints a sum
 `school status`, redrives the DLQ and shows that the request completed, and ends by killing
 the payment worker while payment requests wait and showing the backlog drain once it is back.
 
-Everyone acts with their own access token from the local issuer (DESIGN section 11): Grace, an
+Everyone acts with their own access token from the local issuer: Grace, an
 instructor, creates the courses and the assignment; the admin flips the simulator's switches
 and reads the analytics; each student registers themselves (their student id is their token's
 subject), enrolls, cancels, submits and reads their own payments and emails. Bob asking for

@@ -1,4 +1,4 @@
-"""The development identity issuer (DESIGN section 11): an OpenID Connect issuer whose access
+"""The development identity issuer: an OpenID Connect issuer whose access
 tokens are shaped like Amazon Cognito user-pool access tokens. Never deployed: on AWS, Cognito
 plays this role. `python -m deploy.local.issuer` serves it on 127.0.0.1:ISSUER_PORT.
 
@@ -43,7 +43,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from deploy.local.wait import until
 from shared import logs
-from shared.auth import ROLES
+from shared.auth import ROLES, SUBJECT, exporter_headers
 from shared.serve import port as serve_port
 from shared.settings import ROOT
 
@@ -59,7 +59,6 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 secti
 PAGE_HEADERS = {**NO_STORE, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                            "frame-ancestors 'none'"}
-_SUBJECT = re.compile(r"[^/\x00-\x1f\x7f-\x9f]{1,64}")  # as shared.auth accepts
 _TEXT = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,189}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256, unpadded
@@ -217,7 +216,7 @@ def token_errors(body: Mapping[str, Any]) -> dict[str, list[str]]:
     """What is wrong with a POST /token body, by field (empty when nothing is)."""
     groups, expires = body.get("groups"), body.get("expires_in")
     checks = {
-        "sub": (isinstance(body.get("sub"), str) and bool(_SUBJECT.fullmatch(body["sub"])),
+        "sub": (isinstance(body.get("sub"), str) and bool(SUBJECT.fullmatch(body["sub"])),
                 "Required: 1 to 64 characters, without '/' or control characters."),
         "groups": (isinstance(groups, list) and all(g in ROLES for g in groups),
                    f"Required: a list, maybe empty, of {', '.join(ROLES)}."),
@@ -385,7 +384,7 @@ class Issuer:
             return _refusal(refused)
         sub, email = request.form.get("sub", ""), request.form.get("email") or None
         person = Person(sub, tuple(dict.fromkeys(request.form.getlist("groups"))), email)
-        if not _SUBJECT.fullmatch(sub):
+        if not SUBJECT.fullmatch(sub):
             return self._page(req, 400, "The subject must be 1 to 64 characters, without '/' "
                                         "or control characters.", person)
         if not set(person.groups) <= set(ROLES):
@@ -502,6 +501,25 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30, *,
             raise RuntimeError(f"the issuer exited with code {proc.returncode}:\n{tail}")
         return _healthy(url)
     until(ready, timeout, f"the issuer at {url}", every=0.1)
+
+
+def launch(var_dir: Path, log_path: Path, env: Mapping[str, str] | None = None
+           ) -> tuple[subprocess.Popen[bytes], str]:
+    """A stack's own issuer on a free port, started and answering: its process and URL."""
+    from deploy.local.localstack import free_port
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start(port, var_dir, log_path, env)
+    wait_ready(url, proc, log_path=log_path)
+    return proc, url
+
+
+def trusting(url: str) -> dict[str, str]:
+    """What every process of a stack is given: its APIs trust the issuer at `url`, and its
+    exporters send the console's intake a secret made for this stack."""
+    otlp_token = secrets.token_urlsafe(24)
+    return {"OIDC_ISSUER": url, "OIDC_CLIENT_IDS": client_ids(), "SCHOOL_OTLP_TOKEN": otlp_token,
+            "OTEL_EXPORTER_OTLP_HEADERS": exporter_headers(otlp_token)}
 
 
 if __name__ == "__main__":

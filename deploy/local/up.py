@@ -114,7 +114,7 @@ class Stack:
 
     def wait_ready(self, timeout: float = 60) -> list[str]:
         """Poll the SMTP sink's port and every API's /healthz until all answer."""
-        names = checks_of(PROCFILE)
+        names = procfile_names(PROCFILE)
         apis = [n.removesuffix("-api") for n in names if n.endswith("-api")]
         checks: dict[str, Callable[[], bool]] = {
             "smtp sink": partial(_port_open, self.settings.smtp_host, self.settings.smtp_port)}
@@ -141,7 +141,7 @@ class Stack:
                  f"(mail in {shown(self.settings.var_dir / 'mail')}/)"]
         lines += [f"  {api:<12} http://127.0.0.1:{port(api)}  (docs: /docs)" for api in apis
                   if api != CONSOLE]
-        if "issuer" in checks_of(PROCFILE):
+        if "issuer" in procfile_names(PROCFILE):
             lines.append(f"  {'issuer':<12} {self.settings.oidc_issuer}  (development sign-in; "
                          "school login --as student|instructor|admin|operator)")
         if CONSOLE in apis:
@@ -167,7 +167,7 @@ class Stack:
             (self.run_dir / "localstack.pid").unlink(missing_ok=True)
 
 
-def checks_of(procfile: Path) -> list[str]:
+def procfile_names(procfile: Path) -> list[str]:
     """The names of the Procfile's processes."""
     return [line.split(":", 1)[0] for line in procfile.read_text().splitlines()
             if line and not line.startswith("#")]

@@ -1,7 +1,7 @@
 """The console's HTTP API: the page, its JSON, the redrive buttons' actions, and the OTLP/HTTP
 intake the stack's processes export their spans to.
 
-Who may call what (DESIGN section 11): the page and every /api route are an operator's, through
+Who may call what: the page and every /api route are an operator's, through
 a sign-in session (services/console/signin.py) or a bearer token; an anonymous browser asking
 for the page is sent to /login. The page's scripts and styles hold no data and are public. The
 intake is for the exporters only: their shared secret in the x-school-otlp-token header."""

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from shared.auth import KeysUnavailable, discovery, trusted
+
 TIMEOUT = 5.0  # seconds for each call to the provider: a sign-in waits on it
 DISCOVERY_LIFESPAN = 300.0  # seconds a discovery document is kept
 _ERROR_CODE = 64  # characters of an OAuth error code worth repeating
@@ -57,15 +59,6 @@ class Pkce:
         return cls(verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"))
 
 
-def _usable(url: Any) -> TypeGuard[str]:
-    """https, or plain http to this machine only (the development issuer), as shared.auth."""
-    if not isinstance(url, str):
-        return False
-    parts = urlsplit(url)
-    return parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
-
-
 def with_query(url: str, params: dict[str, str]) -> str:
     """`url` with `params` added to whatever query it has."""
     parts = urlsplit(url)
@@ -76,8 +69,6 @@ def with_query(url: str, params: dict[str, str]) -> str:
 def _call(req: urllib.request.Request) -> Any:
     """The JSON answer to `req`; HTTPError for an error status, ProviderUnavailable when the
     provider cannot be reached or its answer is not JSON."""
-    if not _usable(req.full_url):
-        raise ProviderUnavailable(f"refusing to call {req.full_url} over plain HTTP")
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as reply:  # noqa: S310 - checked
             return json.load(reply)
@@ -104,18 +95,20 @@ class Provider:
             return self._found[1]
 
     def _discover(self) -> Endpoints:
-        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
-            config = _call(urllib.request.Request(url, headers={"Accept": "application/json"}))
-        except urllib.error.HTTPError as exc:
-            raise ProviderUnavailable(f"{url} answered {exc.code}") from None
-        if not isinstance(config, dict) or config.get("issuer") != self.issuer:
-            raise ProviderUnavailable(f"{url} names another issuer")
+            config = discovery(self.issuer, TIMEOUT)
+        except KeysUnavailable as exc:
+            raise ProviderUnavailable(str(exc)) from None
         authorization, token = (config.get("authorization_endpoint"),
                                 config.get("token_endpoint"))
-        if not (_usable(authorization) and _usable(token)):
-            raise ProviderUnavailable(f"{url} has no usable authorization or token endpoint")
+        if not (self._usable(authorization) and self._usable(token)):
+            raise ProviderUnavailable(f"{self.issuer}'s discovery document has no usable "
+                                      "authorization or token endpoint")
         return Endpoints(authorization, token)
+
+    def _usable(self, url: Any) -> TypeGuard[str]:
+        """The rule every service applies to the issuer's endpoints (shared.auth.trusted)."""
+        return isinstance(url, str) and trusted(url, self.issuer)
 
     def authorize_url(self, client_id: str, redirect_uri: str, state: str, pkce: Pkce) -> str:
         return with_query(self.endpoints().authorization, {

@@ -1,4 +1,4 @@
-"""The enrollment HTTP API (DESIGN section 7): parse, call a command, respond. Each route
+"""The enrollment HTTP API (README: The services): parse, call a command, respond. Each route
 declares who may call it (shared.access): a student acts only as themselves, their student id
 being their token's `sub`; an admin acts for anyone.
 
@@ -36,8 +36,8 @@ def routes(rt: Runtime) -> list[Blueprint]:
     def post_student(body: dict[str, Any]) -> Any:
         """A student registers themselves (their id is their token's subject); an admin
         registers anyone, with their subject as `id` or with an id the server chooses."""
-        student_id = current().own or body.pop("id", None)
-        body.pop("id", None)
+        chosen = body.pop("id", None)  # a student's can only be their own (acts_as)
+        student_id = current().own or chosen
         return command(rt, commands.register_student, student_id=student_id,
                        race=f"Student {student_id} is already registered.", **body)
 

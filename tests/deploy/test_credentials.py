@@ -1,4 +1,4 @@
-"""What the tasks are given to trust and to be trusted (DESIGN section 11), in the synthesized
+"""What the tasks are given to trust and to be trusted, in the synthesized
 stacks: the console intake's credential, a secret that CloudFormation generates in the platform
 stack and ECS injects into the console's task and into every collector, readable by those tasks'
 execution roles alone; and the identity provider, OIDC_ISSUER and OIDC_CLIENT_IDS, in the

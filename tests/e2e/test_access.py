@@ -1,4 +1,4 @@
-"""Who may do what, against the five services as real processes (DESIGN section 11).
+"""Who may do what, against the five services as real processes.
 
 The route x role matrix sends every route of every service (read from each app's URL map, so a
 new route without a row here fails the test) as each persona: anonymous, the student who owns

@@ -1,5 +1,5 @@
 """The issuer's keys over the network: cached, fetched again for an unknown kid at most every
-few seconds, and a 503 when they cannot be fetched (DESIGN section 11)."""
+few seconds, and a 503 when they cannot be fetched."""
 
 from __future__ import annotations
 

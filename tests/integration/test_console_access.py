@@ -1,4 +1,4 @@
-"""Who may use the console (DESIGN section 11), through its own app and the real development
+"""Who may use the console, through its own app and the real development
 issuer: an anonymous browser is sent through the authorization-code + PKCE sign-in, only an
 operator gets a session, a change through a session needs its CSRF token, bearer tokens of
 other roles are refused, and the span intake takes nothing but the exporters' secret."""

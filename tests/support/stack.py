@@ -4,7 +4,6 @@ and its worker, on fresh databases, against the session's LocalStack and topolog
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import requests
 from deploy.local import issuer
 from deploy.local.tokens import mint
 from shared import db
-from shared.auth import exporter_headers
 from shared.provision import Report
 from shared.settings import CONSOLE, ROOT
 from tests.support.messages import wait_for
@@ -46,7 +44,7 @@ class ServiceStack:
         from deploy.local.localstack import free_port
         self.env = os.environ | {"PYTHONPATH": str(ROOT), "SCHOOL_SIMULATOR_CONTROLS": "1",
                                  "WEB_CONCURRENCY": "2", **extra_env}
-        self._start_issuer(free_port())
+        self._start_issuer()
         for service in self.services:
             port = free_port()
             self.urls[service] = f"http://127.0.0.1:{port}"
@@ -66,16 +64,11 @@ class ServiceStack:
         for service in self.services:
             wait_for(lambda s=service: self._healthy(s), 120, f"{service} /healthz")
 
-    def _start_issuer(self, port: int) -> None:
+    def _start_issuer(self) -> None:
         """The identity issuer every API of the stack trusts, and the exporters' credential."""
-        self.issuer = f"http://127.0.0.1:{port}"
-        self.procs["issuer"] = issuer.start(port, self.folder, self.folder / "issuer.log",
-                                            self.env)
-        issuer.wait_ready(self.issuer, self.procs["issuer"])
-        otlp_token = secrets.token_urlsafe(24)
-        self.env |= {"OIDC_ISSUER": self.issuer, "OIDC_CLIENT_IDS": issuer.client_ids(),
-                     "SCHOOL_OTLP_TOKEN": otlp_token,
-                     "OTEL_EXPORTER_OTLP_HEADERS": exporter_headers(otlp_token)}
+        self.procs["issuer"], self.issuer = issuer.launch(self.folder, self.folder / "issuer.log",
+                                                          self.env)
+        self.env |= issuer.trusting(self.issuer)
 
     def token(self, sub: str, *groups: str, **claims: Any) -> str:
         """An access token of the stack's issuer for `sub` with these roles."""

@@ -1,6 +1,6 @@
 """The access check on a small app: every token attack is a 401, a malformed Authorization header
 is a 401 problem, keys that cannot be fetched are a 503, roles and reach decide the rest, and a
-route without a rule is refused to everyone (DESIGN section 11)."""
+route without a rule is refused to everyone."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_smorest import Blueprint
 
+from shared import auth
 from shared.access import ANY, CREATED, SELF, Gate, allow, current, public
-from shared.auth import Verifier, _trusted
+from shared.auth import Verifier
 from shared.web import create_app
 from tests.support.identity import CLIENT, ISSUER, Signer, StaticKeys, new_key, verifier
 
@@ -195,7 +196,7 @@ def test_the_widest_reach_of_the_caller_s_roles_applies(client: FlaskClient,
 ])
 def test_a_discovery_document_cannot_send_us_elsewhere_in_the_clear(
         jwks_uri: str, issuer: str, trusted: bool) -> None:
-    assert _trusted(jwks_uri, issuer) is trusted
+    assert auth.trusted(jwks_uri, issuer) is trusted
 
 
 class CountingKeys(StaticKeys):

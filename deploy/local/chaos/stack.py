@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -25,7 +24,6 @@ from deploy.local.chaos.config import ChaosConfig
 from deploy.local.tokens import mint
 from deploy.local.wait import until
 from shared import aws, db
-from shared.auth import exporter_headers
 from shared.provision import Provisioner, QueueRef, Report
 from shared.settings import ROOT, SERVICES, Settings
 
@@ -119,15 +117,9 @@ class Stack:
 
     def _start_issuer(self) -> None:
         """The identity issuer the APIs trust; the workload acts as the school's admin."""
-        port = localstack.free_port()
-        self.issuer = f"http://127.0.0.1:{port}"
-        log_path = self.folder / "log" / "issuer.log"
-        self.procs["issuer"] = issuer.start(port, self.folder, log_path, self.env)
-        issuer.wait_ready(self.issuer, self.procs["issuer"], log_path=log_path)
-        otlp_token = secrets.token_urlsafe(24)
-        self.env |= {"OIDC_ISSUER": self.issuer, "OIDC_CLIENT_IDS": issuer.client_ids(),
-                     "SCHOOL_OTLP_TOKEN": otlp_token,
-                     "OTEL_EXPORTER_OTLP_HEADERS": exporter_headers(otlp_token)}
+        self.procs["issuer"], self.issuer = issuer.launch(
+            self.folder, self.folder / "log" / "issuer.log", self.env)
+        self.env |= issuer.trusting(self.issuer)
 
     def admin_token(self) -> str:
         """A token of the school's admin, valid longer than any run."""
