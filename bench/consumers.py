@@ -151,9 +151,8 @@ def any_events(count: int) -> Loader:
                 "course_id": ids["course_id"], "title": "Benchmarking", "price_cents": 4990,
                 "currency": "USD", "capacity": 30}, correlation_id="bench")
         if i % 3 == 1:
-            return CATALOGUE.new("student.registered", {
-                "student_id": ids["student_id"], "name": "Bench", "email": "bench@school.test"},
-                correlation_id="bench")
+            return CATALOGUE.new("student.registered", {"student_id": ids["student_id"]},
+                                 correlation_id="bench")
         return CATALOGUE.new("enrollment.confirmed", ids, correlation_id="bench")
 
     def load(_engine: Engine) -> list[tuple[Envelope, str | None]]:
@@ -161,14 +160,14 @@ def any_events(count: int) -> Loader:
     return load
 
 
-def enrollment_requests(count: int, groups: int | None) -> Loader:
-    """enrollment.requested (tok_ok) over `groups` students, or one new student per message."""
+def charge_requests(count: int, groups: int | None) -> Loader:
+    """charge.requested (tok_ok) over `groups` students, or one new student per message."""
     def load(_engine: Engine) -> list[tuple[Envelope, str | None]]:
         run = uuid.uuid4().hex[:8]
         out: list[tuple[Envelope, str | None]] = []
         for i in range(count):
             student = f"{run}-s{i % groups if groups else i}"
-            event = CATALOGUE.new("enrollment.requested", {
+            event = CATALOGUE.new("charge.requested", {
                 "enrollment_id": uuid.uuid4().hex, "student_id": student, "course_id": run,
                 "amount_cents": 4990, "currency": "USD", "payment_token": "tok_ok"},
                 correlation_id="bench")
@@ -194,10 +193,10 @@ def cases(opts: ConsumerOptions, db_kind: str) -> list[tuple[Case, str]]:
               "default", "analytics", "analytics", any_events(opts.analytics),
               env=(("SCHOOL_CONSUMER_CONCURRENCY", other),)), "standard"),
         (Case("consumer.payment.groups", f"payment, FIFO, {opts.groups} groups", "payment",
-              "payment-requests.fifo", enrollment_requests(opts.payment, opts.groups),
+              "payment-requests.fifo", charge_requests(opts.payment, opts.groups),
               databases=("payment_gateway",)), "fifo"),
         (Case("consumer.payment.per_message", "payment, FIFO, one group per message",
-              "payment", "payment-requests.fifo", enrollment_requests(opts.payment, None),
+              "payment", "payment-requests.fifo", charge_requests(opts.payment, None),
               databases=("payment_gateway",)), "fifo"),
     ]
 

@@ -26,11 +26,11 @@ class RawOptions:
 
 
 def entries(count: int, fifo: bool) -> list[dict[str, Any]]:
-    """Real envelopes (an enrollment.requested, as the payment queue carries), so sizes match."""
+    """Real envelopes (a charge.requested, as the payment queue carries), so sizes match."""
     spec = TOPOLOGY.queue("payment-requests.fifo")
     out = []
     for i in range(count):
-        event = CATALOGUE.new("enrollment.requested", {
+        event = CATALOGUE.new("charge.requested", {
             "enrollment_id": f"e{i}", "student_id": f"s{i % GROUPS}", "course_id": "c1",
             "amount_cents": 4990, "currency": "USD", "payment_token": "tok_ok"},
             correlation_id="bench")

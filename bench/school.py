@@ -23,7 +23,7 @@ from shared.service import declaration
 from shared.settings import SERVICES
 from shared.topology import TOPOLOGY, physical
 
-# The inbox rows one tok_ok enrollment leaves: payment handles enrollment.requested, enrollment
+# The inbox rows one tok_ok enrollment leaves: payment handles charge.requested, enrollment
 # handles payment.succeeded, notification enrollment.confirmed, analytics all three.
 PER_ENROLLMENT = {"payment": 1, "enrollment": 1, "notification": 1, "analytics": 3}
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shared import aws, outbox_admin
 from shared.auth import ROLES
 from shared.inspect import queue_state
+from shared.masking import mask_body, mask_text
 from shared.settings import CONSOLE, PORTS, ConfigError, Settings
 from shared.signin import (
     CONSOLE_ROLE,
@@ -116,7 +117,8 @@ def _url(sqs: Any, settings: Settings, name: str) -> str:
 
 
 def dlq_list(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdout) -> int:
-    """Print each dead-lettered message with why it is there; the messages stay in the DLQ."""
+    """Print each dead-lettered message with why it is there, its payment tokens and emails
+    masked; the messages stay in the DLQ as they were."""
     url = _url(sqs, settings, spec.dlq_name)
     waiting = _visible(sqs, url)
     listed = held = _drain(sqs, url, visibility=30)
@@ -136,15 +138,18 @@ def dlq_list(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdou
 
 
 def _described(message: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter as printed: payment tokens and emails masked (shared.masking), before the
+    body is cut, so that no cut leaves part of one showing."""
     attrs = {k: v.get("StringValue") for k, v in message.get("MessageAttributes", {}).items()}
+    error = attrs.get("dlq_error")
     return {
         "message_id": message["MessageId"],
         "event_type": attrs.get("event_type"),
         "dlq_reason": attrs.get("dlq_reason", "max_receive_count_exceeded"),
-        "dlq_error": attrs.get("dlq_error"),
+        "dlq_error": None if error is None else mask_text(error),
         "group_id": message["Attributes"].get("MessageGroupId"),
         "receive_count": message["Attributes"].get("ApproximateReceiveCount"),
-        "body": message["Body"][:500],
+        "body": mask_body(message["Body"])[:500],
     }
 
 

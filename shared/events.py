@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cached_property
@@ -17,6 +17,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from shared.envelope import Envelope, PoisonMessage
+from shared.text import Printable
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -30,6 +31,18 @@ def _schema(schema_name: str, /, **extra: fields.Field) -> type[Schema]:
 
 def _ids(*names: str) -> dict[str, fields.Field]:
     return {n: fields.String(required=True, validate=validate.Length(min=1, max=64)) for n in names}
+
+
+def _name() -> fields.String:
+    """A person's name or a title: 1 to 200 characters, no control character (shared.text)."""
+    return fields.String(required=True, validate=[validate.Length(min=1, max=200), Printable()])
+
+
+def without(*names: str) -> Upcaster:
+    """An upcaster that drops fields a newer version no longer carries."""
+    def upcast(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in names}
+    return upcast
 
 
 @dataclass(frozen=True)
@@ -52,12 +65,20 @@ class Catalogue:
     def __init__(self) -> None:
         self._kinds: dict[tuple[str, int], EventKind] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._carried: dict[str, tuple[int, str]] = {}
 
     def register(self, event_type: str, version: int, schema: type[Schema], producer: str) -> None:
         self._kinds[(event_type, version)] = EventKind(event_type, version, schema, producer)
 
     def upcaster(self, event_type: str, from_version: int, fn: Upcaster) -> None:
         self._upcasters[(event_type, from_version)] = fn
+
+    def carried(self, event_type: str, upto: int, successor: str) -> None:
+        """Versions up to `upto` of `event_type` carried what `successor` carries now, field for
+        field: a consumer that handles `successor` reads such an old message as its successor
+        (what was split off an event, still in a queue or a DLQ), and any other consumer reads
+        it as `event_type`, upcast without what was split off."""
+        self._carried[event_type] = (upto, successor)
 
     def latest(self, event_type: str) -> int:
         versions = [v for (t, v) in self._kinds if t == event_type]
@@ -85,9 +106,22 @@ class Catalogue:
         return Envelope(event_type=event_type, event_version=version, data=data,
                         producer=producer, **envelope)
 
-    def read(self, body: str) -> Envelope:
-        """Parse, validate and upcast a message body; raise PoisonMessage if it can't be read."""
+    def read(self, body: str, handled: Collection[str] | None = None) -> Envelope:
+        """Parse, validate and upcast a message body; raise PoisonMessage if it can't be read.
+
+        Given the event types a consumer `handled`, an old message that carried what a handled
+        type carries now (`carried`) is read as that type."""
         env = Envelope.parse(body)
+        if handled is not None and env.event_type in self._carried:
+            upto, successor = self._carried[env.event_type]
+            if successor in handled and env.event_version <= upto:
+                old = self._upcast(env, upto)
+                return self._upcast(replace(old, event_type=successor, event_version=1),
+                                    self.latest(successor))
+        return self._upcast(env, None)
+
+    def _upcast(self, env: Envelope, upto: int | None) -> Envelope:
+        """`env` validated and upcast to version `upto`, or to the newest known."""
         try:
             latest = self.latest(env.event_type)
         except KeyError:
@@ -99,6 +133,7 @@ class Catalogue:
             )
         if (env.event_type, env.event_version) not in self._kinds:
             raise PoisonMessage("unsupported_version", f"{env.event_type} v{env.event_version}")
+        latest = latest if upto is None else upto
         try:
             data = self.validate(env.event_type, env.event_version, env.data)
             for version in range(env.event_version, latest):
@@ -142,11 +177,21 @@ class _PriceValidator(validate.Validator):
 def _catalogue() -> Catalogue:
     cat = Catalogue()
     reg = cat.register
+    # Personal data and payment tokens travel only where they must (DESIGN section 12): the
+    # topic's events carry ids, and what one consumer alone needs goes to its queue only, as
+    # a private message (shared.topology): a contact to notification, a charge to payment.
+    # The versions before the split carried both; `carried` reads them in the queue they reach.
+    contact = {"name": _name(), "email": fields.Email(required=True)}
     reg("student.registered", 1, _schema("StudentRegisteredV1", **_ids("student_id"),
-        name=fields.String(required=True, validate=validate.Length(min=1, max=200)),
-        email=fields.Email(required=True)), "enrollment")
+        **contact), "enrollment")
+    reg("student.registered", 2, _schema("StudentRegisteredV2", **_ids("student_id")),
+        "enrollment")
+    cat.upcaster("student.registered", 1, without("name", "email"))
+    reg("contact.recorded", 1, _schema("ContactRecordedV1", **_ids("student_id"), **contact),
+        "enrollment")
+    cat.carried("student.registered", 1, "contact.recorded")
     reg("course.created", 1, _schema("CourseCreatedV1", **_ids("course_id"),
-        title=fields.String(required=True, validate=validate.Length(min=1, max=200)),
+        title=_name(),
         price_cents=Cents, currency=Currency,
         capacity=fields.Integer(required=True, strict=True, validate=validate.Range(min=1))),
         "enrollment")
@@ -156,7 +201,15 @@ def _catalogue() -> Catalogue:
     reg("enrollment.requested", 2, _schema("EnrollmentRequestedV2",
         **_ids("enrollment_id", "student_id", "course_id", "payment_token"),
         amount_cents=Cents, currency=Currency), "enrollment")
+    reg("enrollment.requested", 3, _schema("EnrollmentRequestedV3",
+        **_ids("enrollment_id", "student_id", "course_id"), amount_cents=Cents,
+        currency=Currency), "enrollment")
     cat.upcaster("enrollment.requested", 1, price_to_cents)
+    cat.upcaster("enrollment.requested", 2, without("payment_token"))
+    reg("charge.requested", 1, _schema("ChargeRequestedV1",
+        **_ids("enrollment_id", "student_id", "course_id", "payment_token"),
+        amount_cents=Cents, currency=Currency), "enrollment")
+    cat.carried("enrollment.requested", 2, "charge.requested")
     reg("enrollment.confirmed", 1, _schema("EnrollmentConfirmedV1",
         **_ids("enrollment_id", "student_id", "course_id")), "enrollment")
     reg("enrollment.cancelled", 1, _schema("EnrollmentCancelledV1",
@@ -177,7 +230,7 @@ def _catalogue() -> Catalogue:
     reg("payment.refunded", 1, _schema("PaymentRefundedV1",
         **_ids("payment_id", "enrollment_id", "student_id"), **money), "payment")
     reg("assignment.created", 1, _schema("AssignmentCreatedV1", **_ids("assignment_id",
-        "course_id"), title=fields.String(required=True, validate=validate.Length(min=1, max=200)),
+        "course_id"), title=_name(),
         max_score=fields.Integer(required=True, strict=True, validate=validate.Range(min=1)),
         due_at=fields.AwareDateTime(load_default=None, allow_none=True, format="iso")),
         "assignment")

@@ -91,7 +91,7 @@ class Dispatcher:
     resources: Any = None  # handed to every handler as ctx.resources
 
     def read(self, body: str) -> Envelope:
-        envelope = self.catalogue.read(body)
+        envelope = self.catalogue.read(body, self.handlers)
         if envelope.event_type not in self.handlers:
             raise PoisonMessage("unhandled_event_type",
                                 f"{self.inbox.consumer} has no handler for {envelope.event_type}")

@@ -44,7 +44,8 @@ class Outbox:
         # Refuse an oversized event now, in the request, not in the relay; with the room its
         # traceparent may take, traced here or not.
         envelope.check_size(envelope.attributes() | telemetry.RESERVED)
-        rows = [self._row(self.topology.topic.name, None, envelope, "aws.sns")]
+        rows = ([self._row(self.topology.topic.name, None, envelope, "aws.sns")]
+                if self.topology.published(envelope.event_type) else [])
         for queue in self.topology.direct_destinations(envelope.event_type):
             rows.append(self._row(queue.name, queue.group_id(envelope.data), envelope, "aws_sqs"))
         session.execute(insert(self.table), rows)

@@ -17,6 +17,7 @@ from marshmallow_sqlalchemy import ModelConverter, SQLAlchemyAutoSchema
 
 from shared.auth import SUBJECT
 from shared.db import utc
+from shared.text import Printable
 
 # NUL and the UTF-16 surrogate range: valid in a JSON string, impossible to store.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -52,8 +53,9 @@ def _not_blank(value: str) -> None:
 
 
 def Name(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
-    """A required name or title: 1 to 200 characters, not blank."""
-    rules: list[Callable[[Any], Any]] = [validate.Length(min=1, max=NAME_MAX), _not_blank]
+    """A required name or title: 1 to 200 characters, not blank, no control character."""
+    rules: list[Callable[[Any], Any]] = [validate.Length(min=1, max=NAME_MAX), _not_blank,
+                                         Printable()]
     return Text(required=True, validate=rules, **kwargs)
 
 

@@ -89,13 +89,13 @@ class Service:
 
 def routed_events(service: str, topology: Topology, catalogue: Catalogue) -> set[str]:
     """The event types that reach the queues `service` consumes: a subscribed queue gets every
-    event of the topic (every event is published there) or those its filter names, and a
-    direct queue gets the events sent to it."""
+    event of the topic (all but the private ones) or those its filter names, and a direct
+    queue gets the events sent to it."""
     events: set[str] = set()
     for spec in topology.consumed_by(service):
         if spec.subscribed:
-            events |= set(spec.filter_events or catalogue.event_types())
-        events |= set(spec.events)
+            events |= set(spec.filter_events or topology.on_topic(catalogue.event_types()))
+        events |= set(spec.sent_here)
     return events
 
 

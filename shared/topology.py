@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +60,10 @@ class TopicSpec:
 class QueueSpec:
     """One queue, its dead-letter queue, who consumes it and what reaches it.
 
-    `events` go straight to the queue (FIFO, via the producer's outbox); `subscribed` queues
-    receive from the topic instead, filtered on `event_type` when `filter_events` is set.
+    `events` go straight to the queue (FIFO, via the producer's outbox) as well as to the topic;
+    `private` ones go to this queue alone and are never published, because they carry what
+    only this consumer may see (a payment token, a contact's address). `subscribed` queues
+    receive from the topic, filtered on `event_type` when `filter_events` is set.
     """
 
     name: str
@@ -72,6 +74,7 @@ class QueueSpec:
     group_by: tuple[str, ...] = ()
     subscribed: bool = False
     filter_events: tuple[str, ...] | None = None
+    private: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -83,6 +86,11 @@ class QueueSpec:
         """The queue's further SQS attributes: a FIFO queue is high-throughput (issue 13), its
         limit per message group rather than per queue, and `attributes` may add or override."""
         return (HIGH_THROUGHPUT_FIFO if self.fifo else {}) | dict(self.attributes)
+
+    @property
+    def sent_here(self) -> tuple[str, ...]:
+        """The event types sent to this queue directly: its `events` and its `private` ones."""
+        return self.events + self.private
 
     @property
     def dlq_name(self) -> str:
@@ -119,8 +127,16 @@ class Topology:
         return tuple(q for q in self.queues if q.consumer == service)
 
     def direct_destinations(self, event_type: str) -> tuple[QueueSpec, ...]:
-        """Queues an event is sent to directly, besides the topic."""
-        return tuple(q for q in self.queues if event_type in q.events)
+        """Queues an event is sent to directly, besides the topic or instead of it."""
+        return tuple(q for q in self.queues if event_type in q.sent_here)
+
+    def published(self, event_type: str) -> bool:
+        """Whether an event goes on the topic: every event does but the private ones."""
+        return not any(event_type in q.private for q in self.queues)
+
+    def on_topic(self, event_types: Iterable[str]) -> tuple[str, ...]:
+        """Those of `event_types` that are published on the topic."""
+        return tuple(t for t in event_types if self.published(t))
 
 
 NOTIFYING_EVENTS = (
@@ -135,10 +151,11 @@ TOPOLOGY = Topology(
     topic=TopicSpec("school-events"),
     queues=(
         QueueSpec("notifications", "notification", 5, 30, subscribed=True,
-                  filter_events=NOTIFYING_EVENTS),
+                  filter_events=NOTIFYING_EVENTS, private=("contact.recorded",)),
         QueueSpec("analytics", "analytics", 5, 30, subscribed=True),
         QueueSpec("payment-requests.fifo", "payment", 3, 60,
-                  events=("enrollment.requested", "refund.requested"), group_by=("student_id",)),
+                  events=("refund.requested",), private=("charge.requested",),
+                  group_by=("student_id",)),
         QueueSpec("enrollment-payment-results.fifo", "enrollment", 5, 60,
                   events=("payment.succeeded", "payment.failed", "payment.refunded"),
                   group_by=("enrollment_id",)),

@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.db import utc
 from shared.events import CATALOGUE
+from shared.masking import mask_text
 from shared.settings import SERVICES
 from shared.topology import TOPOLOGY, QueueSpec
 
@@ -26,9 +27,9 @@ CLIENT = "client"
 
 def routes(event_type: str) -> list[QueueSpec]:
     """The queues the topology delivers an event type to (directly, or from the topic)."""
-    every = set(CATALOGUE.event_types())
+    every = set(TOPOLOGY.on_topic(CATALOGUE.event_types()))  # all the topic carries
     return [q for q in TOPOLOGY.queues
-            if event_type in q.events
+            if event_type in q.sent_here
             or (q.subscribed and event_type in set(q.filter_events or every))]
 
 
@@ -72,7 +73,8 @@ def assemble(correlation_id: str, rows: Sequence[Any]) -> dict[str, Any] | None:
             "attempts": []})
         handling["attempts"] = [{"outcome": t.outcome, "at": utc(t.started_at).isoformat(),
                                  "offset_ms": _ms(t.started_at, origin),
-                                 "duration_ms": round(t.duration_ms, 1), "detail": t.detail}
+                                 "duration_ms": round(t.duration_ms, 1),
+                                 "detail": _shown(t.detail)}
                                 for t in tries]
         handling["outcome"] = _final(t.outcome for t in tries)
     ordered = _causal(list(events.values()))
@@ -92,6 +94,12 @@ def assemble(correlation_id: str, rows: Sequence[Any]) -> dict[str, Any] | None:
     return {"correlation_id": correlation_id, "started_at": origin.isoformat(),
             "request": request, "lanes": lanes, "events": ordered,
             "outcomes": _count(ordered)}
+
+
+def _shown(detail: str | None) -> str | None:
+    """An attempt's detail is an exception's message or a dead-letter reason, which may quote
+    the event it failed on: its payment tokens and emails are masked like a dead letter's."""
+    return None if detail is None else mask_text(detail)
 
 
 def _final(outcomes: Iterable[str]) -> str:

@@ -1,5 +1,6 @@
 """The queues as the console shows them: the topology as a graph with each queue's state, the
-messages of every dead-letter queue, and their redrive (one message, or all of them).
+messages of every dead-letter queue (payment tokens and emails masked: shared.masking), and
+their redrive (one message, or all of them; the original message, never the masked one).
 
 Reading a DLQ must not disturb it. On LocalStack its developer endpoint lists every message
 without receiving it. On AWS a listing receives the messages with a short visibility timeout and
@@ -24,6 +25,7 @@ from shared import cli
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import CATALOGUE
 from shared.inspect import localstack_listing, queue_state
+from shared.masking import mask_body, mask_text
 from shared.settings import SERVICES, Settings
 from shared.topology import TOPOLOGY, QueueSpec, physical
 
@@ -67,9 +69,9 @@ def graph() -> dict[str, Any]:
             label = ", ".join(spec.filter_events) if spec.filter_events else "all events"
             edges.append({"from": f"topic:{TOPOLOGY.topic.name}", "to": f"queue:{spec.name}",
                           "kind": "subscription", "label": label})
-        for producer in sorted({p for e in spec.events for p in _producers(e)}):
+        for producer in sorted({p for e in spec.sent_here for p in _producers(e)}):
             edges.append({"from": f"service:{producer}", "to": f"queue:{spec.name}",
-                          "kind": "send", "label": ", ".join(spec.events)})
+                          "kind": "send", "label": ", ".join(spec.sent_here)})
         edges.append({"from": f"queue:{spec.name}", "to": f"service:{spec.consumer}",
                       "kind": "consume", "label": "group by " + ":".join(spec.group_by)
                       if spec.group_by else ""})
@@ -232,17 +234,21 @@ def _listed(value: Any) -> list[dict[str, Any]]:
 
 
 def _described(spec: QueueSpec, message: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter as the page shows it: its body and error with payment tokens and emails
+    masked (shared.masking; the body before it is cut). Only the display: a redrive receives
+    the message again and moves it as it is."""
     attrs = {k: (v or {}).get("StringValue") for k, v in message.get("MessageAttributes",
                                                                      {}).items()}
     sent = message["Attributes"].get("SentTimestamp")
+    error = attrs.get("dlq_error")
     return {
         "message_id": message["MessageId"],
         "event_type": attrs.get("event_type"),
         "correlation_id": attrs.get("correlation_id"),
         "dlq_reason": attrs.get("dlq_reason") or "max_receive_count_exceeded",
-        "dlq_error": attrs.get("dlq_error"),
+        "dlq_error": None if error is None else mask_text(error),
         "source_queue": attrs.get("source_queue") or spec.name,
         "group_id": message["Attributes"].get("MessageGroupId"),
         "age": None if sent is None else max(0.0, time.time() - int(sent) / 1000),
-        "body": message.get("Body", "")[:4000],
+        "body": mask_body(message.get("Body", ""))[:4000],
     }

@@ -27,8 +27,11 @@ def register_student(session: Session, producer: Producer, correlation_id: str,
     if session.execute(select(students.c.id).where(students.c.id == row["id"])).first():
         raise Conflict(f"Student {row['id']} is already registered.")
     session.execute(insert(students).values(row))
-    producer.emit(session, "student.registered", {"student_id": row["id"], "name": name,
-                                                  "email": email}, correlation_id=correlation_id)
+    # The topic learns that a student registered; only notification learns the contact.
+    producer.emit(session, "student.registered", {"student_id": row["id"]},
+                  correlation_id=correlation_id)
+    producer.emit(session, "contact.recorded", {"student_id": row["id"], "name": name,
+                                                "email": email}, correlation_id=correlation_id)
     return row
 
 
@@ -94,10 +97,12 @@ def request_enrollment(session: Session, producer: Producer, correlation_id: str
            "amount_cents": course.price_cents, "currency": course.currency,
            "created_at": now, "updated_at": now}
     session.execute(_INSERT_ENROLLMENT, row)
-    producer.emit(session, "enrollment.requested", {
-        "enrollment_id": row["id"], "student_id": student_id, "course_id": course_id,
-        "amount_cents": course.price_cents, "currency": course.currency,
-        "payment_token": payment_token}, correlation_id=correlation_id)
+    # The event tells everyone; the charge, which alone carries the token, goes to payment only.
+    request = {"enrollment_id": row["id"], "student_id": student_id, "course_id": course_id,
+               "amount_cents": course.price_cents, "currency": course.currency}
+    producer.emit(session, "enrollment.requested", request, correlation_id=correlation_id)
+    producer.emit(session, "charge.requested", request | {"payment_token": payment_token},
+                  correlation_id=correlation_id)
     return row
 
 

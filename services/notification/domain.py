@@ -7,11 +7,14 @@ from typing import Any
 
 from shared.topology import TOPOLOGY
 
-# The notification queue's filter (shared.topology) names what this service receives:
-# student.registered feeds the contacts, and every other event sends an email (DESIGN section 6).
-CONTACT_EVENT = "student.registered"
+# The notification queue (shared.topology) receives what this service needs (DESIGN section 6):
+# contact.recorded, sent to it alone, feeds the contacts; student.registered (v1 carried the
+# contact, and is read as contact.recorded; v2 carries only the id) asks for nothing more; every
+# other event of its filter sends an email.
+CONTACT_EVENT = "contact.recorded"
+REGISTERED_EVENT = "student.registered"
 EMAIL_EVENTS = tuple(event_type for event_type in TOPOLOGY.queue("notifications").filter_events
-                     if event_type != CONTACT_EVENT)
+                     or () if event_type != REGISTERED_EVENT)
 
 # ISO 4217 currencies without minor units; every other currency is shown with two decimals.
 _ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",

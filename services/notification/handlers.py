@@ -2,7 +2,7 @@
 
 The email itself is sent by the sender (sender.py) once the row is committed, so a slow or
 absent SMTP server never holds a message in the queue, and an event whose student has no contact
-yet waits in the database (status `pending`) until student.registered arrives. The email is
+yet waits in the database (status `pending`) until contact.recorded arrives. The email is
 rendered here once, to try the templates: one that cannot render this event is a bug no retry
 fixes, so the event is dead-lettered (and redriven once the fix is deployed), and the sender
 only ever retries SMTP.
@@ -30,7 +30,7 @@ def has_contact(session: Session, student_id: str) -> bool:
         contacts.c.student_id == student_id)).first() is not None
 
 
-def student_registered(ctx: Context) -> None:
+def contact_recorded(ctx: Context) -> None:
     data = ctx.event.data
     if not has_contact(ctx.session, data["student_id"]):
         ctx.session.execute(insert(contacts).values(
@@ -42,6 +42,11 @@ def student_registered(ctx: Context) -> None:
     if waiting:
         log.info("contact of student %s arrived: %d waiting email(s) can go", data["student_id"],
                  waiting, extra={"outcome": "contact_arrived"})
+
+
+def registered(ctx: Context) -> None:
+    """A registration names only the student: the contact arrives as contact.recorded (or was
+    read from an old student.registered, which carried it), so there is nothing to keep."""
 
 
 def notify(ctx: Context) -> None:
@@ -60,7 +65,7 @@ def notify(ctx: Context) -> None:
         subject=subject, data=data,
         status="pending", attempts=0, next_attempt_at=now, created_at=now))
     if not has_contact(ctx.session, data["student_id"]):
-        # Standard queues do not keep order: the student.registered event may still be on its
+        # Standard queues do not keep order: the contact.recorded message may still be on its
         # way. The row waits; the sender picks it up as soon as the contact exists.
         log.info("no contact yet for student %s: %s email waits for it", data["student_id"],
                  event.event_type, extra={"outcome": "waiting_for_contact"})

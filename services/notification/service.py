@@ -5,7 +5,8 @@ from shared.service import Service
 
 SERVICE = Service(
     "notification", tables.metadata,
-    consumes={domain.CONTACT_EVENT: handlers.student_registered,
+    consumes={domain.CONTACT_EVENT: handlers.contact_recorded,
+              domain.REGISTERED_EVENT: handlers.registered,
               **{event_type: handlers.notify for event_type in domain.EMAIL_EVENTS}},
     routes=api.routes,
     jobs={"sender": sender.job},

@@ -1,4 +1,5 @@
-"""The payment worker's handlers: charge on enrollment.requested, refund on refund.requested.
+"""The payment worker's handlers: charge on charge.requested (or an old enrollment.requested
+that still carries its token), refund on refund.requested.
 The gateway is the service's resource (ctx.resources, built once per process)."""
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from shared.handling import Context, PermanentError
 log = logging.getLogger(__name__)
 
 
-def enrollment_requested(ctx: Context) -> None:
+def charge_requested(ctx: Context) -> None:
     gateway: SimulatedGateway = ctx.resources
     data = ctx.event.data
     existing = ctx.session.execute(select(payments.c.id).where(
         payments.c.enrollment_id == data["enrollment_id"])).first()
-    if existing is not None:  # another event for the same enrollment already charged it
+    if existing is not None:  # another request for the same enrollment already charged it
         log.warning("enrollment %s already has payment %s", data["enrollment_id"],
                     existing.id, extra={"outcome": "ignored"})
         return

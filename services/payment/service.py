@@ -5,7 +5,7 @@ from shared.service import Service
 
 SERVICE = Service(
     "payment", tables.metadata,
-    consumes={"enrollment.requested": handlers.enrollment_requested,
+    consumes={"charge.requested": handlers.charge_requested,
               "refund.requested": handlers.refund_requested},
     routes=api.routes,
     resources=gateway.from_settings,  # handlers get it as ctx.resources

@@ -10,6 +10,7 @@ message says nothing yet of the worker's dead-letter span."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from tests.support import browser
 from tests.support.messages import wait_for
 from tests.support.school import School
 
-CHAIN = ["enrollment.requested", "payment.succeeded", "enrollment.confirmed"]
+# The request emits the event (for the topic) and the charge (to payment alone, with the token).
+CHAIN = ["enrollment.requested", "charge.requested", "payment.succeeded", "enrollment.confirmed"]
 # Where the browser test leaves its screenshots (`make screenshots` sets docs/).
 SCREENSHOTS = ROOT / (os.environ.get("CONSOLE_SCREENSHOTS") or "var/console")
 
@@ -106,8 +108,9 @@ def attempts(handling: dict[str, Any] | None) -> list[str]:
 
 
 def payment_of(c: dict[str, Any]) -> dict[str, Any] | None:
-    """The payment service's handling of the conversation's first event."""
-    return next((h for h in c["events"][0]["handlings"] if h["service"] == "payment"), None)
+    """The payment service's handling of the conversation's charge."""
+    charge = next(e for e in c["events"] if e["event_type"] == "charge.requested")
+    return next((h for h in charge["handlings"] if h["service"] == "payment"), None)
 
 
 def handled_by(event: dict[str, Any]) -> dict[str, str]:
@@ -128,11 +131,12 @@ def test_a_conversation_in_causal_order_with_who_produced_and_handled_each_event
     school.wait_status(enrollment_id, "active")
     c = whole(console, correlation, "enrollment.confirmed")
     assert [e["event_type"] for e in c["events"]] == CHAIN
-    assert [e["producer"] for e in c["events"]] == ["enrollment", "payment", "enrollment"]
-    assert [e["depth"] for e in c["events"]] == [0, 1, 2]  # each caused by the one before
-    assert [e["caused_by"] for e in c["events"]] == [None, *CHAIN[:2]]
+    assert [e["producer"] for e in c["events"]] == [
+        "enrollment", "enrollment", "payment", "enrollment"]
+    assert [e["depth"] for e in c["events"]] == [0, 0, 1, 2]  # the charge's effects below it
+    assert [e["caused_by"] for e in c["events"]] == [None, None, *CHAIN[1:3]]
     assert [handled_by(e) for e in c["events"]] == [
-        {"payment": "handled", "analytics": "handled"},
+        {"analytics": "handled"}, {"payment": "handled"},  # the charge is payment's alone
         {"enrollment": "handled", "analytics": "handled"},
         {"notification": "handled", "analytics": "handled"}]
     assert c["request"]["name"] == "POST /enrollments" and c["request"]["status"] == "202"
@@ -154,7 +158,7 @@ def test_a_conversation_in_causal_order_with_who_produced_and_handled_each_event
                              text=True, timeout=60, env=operator)
     assert printed.returncode == 0, printed.stderr
     lines = printed.stdout.splitlines()
-    assert lines[-1] == f"3 event(s): {', '.join(sorted(CHAIN))}"
+    assert lines[-1] == f"4 event(s): {', '.join(sorted(CHAIN))}"
     hops = [line for line in lines if " by " in line]
     assert [h.split()[-3] for h in hops] == CHAIN  # in causal order, as a tree
     assert all(line.lstrip()[0] in "+-" for line in lines[1:-1])  # every hop has its time
@@ -203,16 +207,16 @@ def test_a_fifo_dlq_redrives_one_message_at_a_time_in_its_groups_order(
     student, first, first_correlation = enrolled(school, "tok_flaky_3")
     _, second, _ = enrolled(school, "tok_flaky_3", student)
     dead = dlq_messages(console, "payment-requests.fifo", 2, student)
-    assert [m["event_type"] for m in dead] == ["enrollment.requested"] * 2
+    assert [m["event_type"] for m in dead] == ["charge.requested"] * 2
     assert {m["dlq_reason"] for m in dead} == {"retries_exhausted"}
     assert all(m["dlq_error"] and m["source_queue"] for m in dead)
     assert [m["correlation_id"] for m in dead][0] == first_correlation
     assert first in dead[0]["body"] and second in dead[1]["body"]
-
+    assert not any("tok_flaky_3" in json.dumps(m) for m in dead)  # the token masked
     # The DLQ lists the message as soon as SQS moves it; the worker's span of that last
     # attempt is exported on its own schedule, so the conversation is read once it is there.
     dead_lettered = ["retry", "retry", "dead_lettered"]
-    c = whole(console, first_correlation, "enrollment.requested",
+    c = whole(console, first_correlation, "charge.requested",
               until=lambda c: attempts(payment_of(c)) == dead_lettered)
     payment = payment_of(c)
     assert payment is not None
@@ -330,6 +334,7 @@ def test_the_page_in_a_real_browser(school: School, console: Console,
                                 row.get_attribute("data-producer"))
             return list(seen.items()) if "enrollment.confirmed" in seen else None
         assert wait.until(chain) == [("enrollment.requested", "enrollment"),
+                                     ("charge.requested", "enrollment"),
                                      ("payment.succeeded", "payment"),
                                      ("enrollment.confirmed", "enrollment")]
 
@@ -344,8 +349,8 @@ def test_the_page_in_a_real_browser(school: School, console: Console,
         shows(lambda d: [(g.get_attribute("data-event-type"), g.get_attribute("data-producer"),
                           g.get_attribute("data-consumer"))
                          for g in d.find_elements(By.CSS_SELECTOR, "#sequence-svg g.hop")],
-              [("enrollment.requested", "enrollment", "payment"),
-               ("enrollment.requested", "enrollment", "analytics"),
+              [("enrollment.requested", "enrollment", "analytics"),
+               ("charge.requested", "enrollment", "payment"),
                ("payment.succeeded", "payment", "enrollment"),
                ("payment.succeeded", "payment", "analytics"),
                ("enrollment.confirmed", "enrollment", "notification"),
@@ -369,7 +374,7 @@ def test_the_page_in_a_real_browser(school: School, console: Console,
                     return r.get_attribute("data-message-id"), r.text
             return None
         message_id, shown = wait.until(dead)
-        assert "retries_exhausted" in shown and "enrollment.requested" in shown
+        assert "retries_exhausted" in shown and "charge.requested" in shown
         browser.screenshot(driver, SCREENSHOTS / "console-dead-letters.png")
         # found again by its id as it is clicked: the list may have been redrawn since
         wait.until(lambda d: d.find_element(

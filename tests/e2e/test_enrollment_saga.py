@@ -85,6 +85,9 @@ def test_a_down_gateway_dead_letters_and_redrive_completes(
                             capture_output=True, text=True, timeout=60,
                             env=os.environ | saga_stack.env)
     assert '"dlq_reason": "retries_exhausted"' in listed.stdout, listed.stdout + listed.stderr
+    # the operator reads the charge, its ids and amount, but not its payment token
+    assert "charge.requested" in listed.stdout and enrollment_id in listed.stdout
+    assert "tok_down" not in listed.stdout, listed.stdout
     school.gateway_outage(False)
     try:
         redrive = subprocess.run([SCHOOL_CLI, "dlq", "redrive", "payment-requests.fifo"],
@@ -96,6 +99,7 @@ def test_a_down_gateway_dead_letters_and_redrive_completes(
         school.gateway_outage(True)
     [payment] = school.payments(enrollment_id)
     assert payment["gateway_attempts"] == 4  # the budget of 3 before the DLQ, 1 after redrive
+    assert payment["status"] == "succeeded"  # the redrive moved the token, unmasked
 
 
 def test_a_full_course_and_a_second_enrollment_are_conflicts(school: School) -> None:

@@ -212,8 +212,9 @@ def demo_in_the_console(console: str, env: dict[str, str]) -> None:
                                       headers=operator, timeout=30).json()
                          for c in found if c["first_event"] == "enrollment.requested"]
         confirmed = [c for c in conversations
-                     if [e["event_type"] for e in c["events"]][:3] == [
-                         "enrollment.requested", "payment.succeeded", "enrollment.confirmed"]]
+                     if [e["event_type"] for e in c["events"]][:4] == [
+                         "enrollment.requested", "charge.requested", "payment.succeeded",
+                         "enrollment.confirmed"]]
         lanes = {lane for c in conversations for lane in c["lanes"]}
         return confirmed if len(confirmed) >= 5 and set(SERVICES) - {"assignment"} <= lanes \
             else None

@@ -117,9 +117,9 @@ def test_one_paid_enrollment_is_one_trace_through_every_process(
     assert {s.service for s in spans} <= set(SERVICES)  # OTEL_SERVICE_NAME did not rename any
     by_id = {s.span_id: s for s in spans}
 
-    # enrollment.requested: created in the request, sent by the enrollment relay, processed
+    # charge.requested: created in the request, sent by the enrollment relay, processed
     # by the payment worker under its creation context, on the FIFO queue with its group.
-    [payment] = processed(spans, "payment", "enrollment.requested")
+    [payment] = processed(spans, "payment", "charge.requested")
     create = by_id[payment.parent_id]
     assert (create.service, create.process, create.kind) == ("enrollment", "api", "producer")
     assert create.name == "create payment-requests.fifo" and create.attributes[
@@ -159,7 +159,7 @@ def test_a_retried_payment_shows_each_failed_attempt_in_the_trace(
     spans = request_trace(receiver, "trace-flaky", complete, "the flaky payment's trace")
     connected(spans)
     drawn(spans, "flaky-payment")
-    attempts = processed(spans, "payment", "enrollment.requested")
+    attempts = processed(spans, "payment", "charge.requested")
     assert [s.attributes["school.outcome"] for s in attempts] == ["retry", "retry", "handled"]
     for failed in attempts[:2]:
         assert failed.status == 2 and "retry" in failed.event_names
@@ -176,10 +176,10 @@ def test_a_dead_lettered_payment_ends_its_trace_with_the_reason(
     assert reply.status_code == 202
     spans = request_trace(receiver, "trace-down", lambda spans: any(
         s.attributes.get("school.outcome") == "dead_lettered"
-        for s in processed(spans, "payment", "enrollment.requested")), "the dead-lettered trace")
+        for s in processed(spans, "payment", "charge.requested")), "the dead-lettered trace")
     connected(spans)
     drawn(spans, "dead-lettered-payment")
-    attempts = processed(spans, "payment", "enrollment.requested")
+    attempts = processed(spans, "payment", "charge.requested")
     outcomes = Counter(s.attributes["school.outcome"] for s in attempts)
     assert outcomes["dead_lettered"] == 1 and outcomes["retry"] >= 1, outcomes
     [last] = [s for s in attempts if s.attributes["school.outcome"] == "dead_lettered"]

@@ -133,17 +133,28 @@ def outbox_db() -> Iterator[tuple[Session, Table]]:
 def test_an_event_goes_to_the_topic_and_its_fifo_queue(
         outbox_db: tuple[Session, Table]) -> None:
     session, table = outbox_db
-    event = CATALOGUE.new("enrollment.requested", {
-        "enrollment_id": "e1", "student_id": "s1", "course_id": "c1", "amount_cents": 4990,
-        "currency": "USD", "payment_token": "tok_ok"}, correlation_id="corr")
+    event = CATALOGUE.new("refund.requested", {
+        "enrollment_id": "e1", "student_id": "s1", "amount_cents": 4990, "currency": "USD"},
+        correlation_id="corr")
     Outbox(table, TOPOLOGY).add(session, event)
     rows = session.execute(select(table).order_by(table.c.id)).all()
     assert [(r.destination, r.group_id) for r in rows] == [
         ("school-events", None), ("payment-requests.fifo", "s1")]
     fifo = rows[1]
     assert (fifo.dedup_id, fifo.event_id, fifo.event_type) == (
-        event.event_id, event.event_id, "enrollment.requested")
+        event.event_id, event.event_id, "refund.requested")
     assert fifo.body == event.body() and fifo.published_at is None
+
+
+def test_a_private_message_goes_to_its_queue_alone(outbox_db: tuple[Session, Table]) -> None:
+    """A charge carries the payment token: payment-requests.fifo gets it, the topic never."""
+    session, table = outbox_db
+    event = CATALOGUE.new("charge.requested", {
+        "enrollment_id": "e1", "student_id": "s1", "course_id": "c1", "amount_cents": 4990,
+        "currency": "USD", "payment_token": "tok_ok"}, correlation_id="corr")
+    Outbox(table, TOPOLOGY).add(session, event)
+    rows = session.execute(select(table)).all()
+    assert [(r.destination, r.group_id) for r in rows] == [("payment-requests.fifo", "s1")]
 
 
 def test_a_topic_only_event_writes_one_row(outbox_db: tuple[Session, Table]) -> None:

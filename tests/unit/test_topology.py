@@ -78,13 +78,24 @@ def test_direct_destinations_route_events_to_their_fifo_queue() -> None:
     routes = {e: [q.name for q in TOPOLOGY.direct_destinations(e)]
               for e in CATALOGUE.event_types()}
     assert {e: r for e, r in routes.items() if r} == {
-        "enrollment.requested": ["payment-requests.fifo"],
+        "charge.requested": ["payment-requests.fifo"],
+        "contact.recorded": ["notifications"],
         "refund.requested": ["payment-requests.fifo"],
         "payment.succeeded": ["enrollment-payment-results.fifo"],
         "payment.failed": ["enrollment-payment-results.fifo"],
         "payment.refunded": ["enrollment-payment-results.fifo"],
         "submission.received": ["assignment-submissions.fifo"],
     }
+
+
+def test_what_carries_a_token_or_a_contact_is_private_to_its_queue() -> None:
+    """DESIGN section 12: the topic, and so the analytics queue, sees neither."""
+    private = {e for e in CATALOGUE.event_types() if not TOPOLOGY.published(e)}
+    assert private == {"charge.requested", "contact.recorded"}
+    assert TOPOLOGY.queue("payment-requests.fifo").private == ("charge.requested",)
+    assert TOPOLOGY.queue("notifications").private == ("contact.recorded",)
+    assert set(TOPOLOGY.on_topic(CATALOGUE.event_types())) == set(
+        CATALOGUE.event_types()) - private
 
 
 def test_each_queue_is_consumed_by_its_service() -> None:

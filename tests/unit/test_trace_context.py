@@ -60,9 +60,9 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(
     table = metadata.tables["outbox"]
     sessions = sessionmaker(engine)
     outbox = Outbox(table, TOPOLOGY)
-    envelope = CATALOGUE.new("enrollment.requested", {
-        "enrollment_id": "e-1", "student_id": "s-1", "course_id": "c-1", "amount_cents": 4990,
-        "currency": "USD", "payment_token": "tok_ok"}, correlation_id="corr-1")
+    envelope = CATALOGUE.new("refund.requested", {
+        "enrollment_id": "e-1", "student_id": "s-1", "amount_cents": 4990, "currency": "USD"},
+        correlation_id="corr-1")
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("POST /enrollments") as request, \
             sessions.begin() as session:
@@ -120,8 +120,8 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(
 def test_the_traceparent_counts_against_the_message_limits() -> None:
     """With the traceparent, the envelope's attributes and the three a dead-lettered copy adds
     stay within SQS's ten; and the size limit counts the traceparent's bytes."""
-    envelope = CATALOGUE.new("student.registered", {"student_id": "s", "email": "ada@example.com",
-                                                    "name": "A"}, correlation_id="c")
+    envelope = CATALOGUE.new("contact.recorded", {"student_id": "s", "email": "ada@example.com",
+                                                  "name": "A"}, correlation_id="c")
     dead_letter = {"dlq_reason", "dlq_error", "source_queue"}
     assert len(envelope.attributes()) + 1 + len(dead_letter) <= 10
     tracer = trace.get_tracer("test")
@@ -191,8 +191,8 @@ def test_a_failing_tracer_costs_no_message(tmp_path: Path, monkeypatch: pytest.M
     metadata = platform_metadata(outbox=True)
     metadata.create_all(engine)
     table = metadata.tables["outbox"]
-    envelope = CATALOGUE.new("student.registered", {"student_id": "s", "name": "A",
-                                                    "email": "ada@example.com"},
+    envelope = CATALOGUE.new("contact.recorded", {"student_id": "s", "name": "A",
+                                                  "email": "ada@example.com"},
                              correlation_id="c")
     with sessionmaker(engine).begin() as session:
         Outbox(table, TOPOLOGY).add(session, envelope)

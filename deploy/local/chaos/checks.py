@@ -148,7 +148,7 @@ class Checks:
             # A tok_ok charge never fails by itself; it may spend its budget only on faults
             # the run injected (a killed database connection fails the handler), and then the
             # consumer says so with retries_exhausted. Any other way there is a violation.
-            if d.event_type == "enrollment.requested" and enrollment and (
+            if d.event_type == "charge.requested" and enrollment and (
                     enrollment.token == "tok_ok") and d.dlq_reason != "retries_exhausted":
                 untried.add(f"tok_ok enrollment {enrollment.id} of student "
                             f"{enrollment.student} dead-lettered ({d.dlq_reason})")

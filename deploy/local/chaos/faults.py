@@ -30,7 +30,10 @@ from deploy.local.chaos.workload import Progress
 from deploy.local.wait import until
 from shared.topology import TOPOLOGY
 
-FIFO_EVENTS = ("enrollment.requested", "refund.requested", "submission.received")
+# The FIFO events the topic carries too, so the tap has them; a charge, which carries a payment
+# token, goes to payment-requests.fifo alone, and is taken from the enrollment outbox instead.
+FIFO_EVENTS = ("refund.requested", "submission.received")
+CHARGE = "charge.requested"
 DB_NOT_APPLICABLE = ("SQLite has no server connections to kill: each process opens the file "
                      "itself, so there is nothing to terminate (counted as 0)")
 
@@ -137,7 +140,7 @@ class Injector:
     def duplicate_fifo(self, fault: Fault, stop: threading.Event) -> None:
         sqs = self.stack.client("sqs", 10)
         sent = skipped = 0
-        for captured in self.tap.sample(self.rng, 10, FIFO_EVENTS):
+        for captured in [*self.tap.sample(self.rng, 7, FIFO_EVENTS), *self._charges(3)]:
             if self._resend_fifo(sqs, captured):
                 sent += 1
             else:
@@ -146,6 +149,19 @@ class Injector:
         self.details["duplicate_fifo skipped (not graded yet, or group id refused)"] += (
             skipped)
         say(f"fault: {sent} captured events sent again to their FIFO queues")
+
+    def _charges(self, count: int) -> list[Captured]:
+        """Charges the enrollment relay already sent, as it sent them (from its outbox)."""
+        engine = create_engine(self.stack.databases["enrollment"])
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT body, attributes FROM outbox WHERE event_type = :type AND "
+                    "published_at IS NOT NULL"), {"type": CHARGE}).all()
+        finally:
+            engine.dispose()
+        picked = self.rng.sample(rows, min(count, len(rows)))
+        return [Captured(row.body, json.loads(row.attributes)) for row in picked]
 
     def _resend_fifo(self, sqs: Any, captured: Captured) -> bool:
         """The same body, attributes and group with a new deduplication id: what a duplicate

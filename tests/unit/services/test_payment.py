@@ -31,7 +31,7 @@ def gateway() -> FakeGateway:
 
 
 def requested(enrollment_id: str = "enr-1", token: str = "tok_ok") -> Any:
-    return event("enrollment.requested", {
+    return event("charge.requested", {
         "enrollment_id": enrollment_id, "student_id": "stu-1", "course_id": "crs-1",
         "amount_cents": 4990, "currency": "EUR", "payment_token": token}, correlation_id=CORR)
 
