@@ -127,3 +127,77 @@ def test_a_new_revision_is_written_from_the_platform_s_template(tmp_path: Path) 
     assert 'revision = \'payment_9999\'' in written
     assert "down_revision = 'payment_0003'" in written
     assert "def upgrade() -> None:" in written
+
+
+def _outbox_row(destination: str, envelope: dict[str, Any], group: str | None = None,
+                published: datetime | None = None) -> dict[str, Any]:
+    attributes = {"event_type": {"DataType": "String", "StringValue": envelope["event_type"]},
+                  "event_version": {"DataType": "Number",
+                                    "StringValue": str(envelope["event_version"])}}
+    return {"destination": destination, "group_id": group, "dedup_id": envelope["event_id"],
+            "event_id": envelope["event_id"], "event_type": envelope["event_type"],
+            "body": json.dumps(envelope), "attributes": json.dumps(attributes),
+            "created_at": NOW, "attempts": 0, "published_at": published}
+
+
+UUIDS = {name: f"00000000-0000-4000-8000-00000000000{n}" for n, name in enumerate(
+    ("r1", "r2", "g1", "p1"))}
+
+
+def _envelope(event_id: str, event_type: str, version: int, data: dict[str, Any]
+              ) -> dict[str, Any]:
+    return {"event_id": UUIDS[event_id], "event_type": event_type, "event_version": version,
+            "occurred_at": NOW.isoformat(), "correlation_id": "c1", "causation_id": None,
+            "producer": "enrollment", "data": data}
+
+
+def test_pending_rows_from_before_the_private_messages_put_nothing_personal_on_the_topic(
+        database_url: str) -> None:
+    """Outbox rows written by the code before revision 0005: their topic rows lose the token
+    and the contact, the charge keeps its token on its own queue, and a registration's contact
+    gets a row to the notifications queue; published rows stay as they were."""
+    from shared.events import CATALOGUE
+    config = db.alembic_config("enrollment", database_url)
+    command.upgrade(config, "enrollment_0004")
+    ids = {"enrollment_id": "e1", "student_id": "s1", "course_id": "c1"}
+    v2 = _envelope("r2", "enrollment.requested", 2, ids | {
+        "amount_cents": 4990, "currency": "EUR", "payment_token": "tok_secret"})
+    v1 = _envelope("r1", "enrollment.requested", 1, ids | {"price": "12.50",
+                                                          "payment_token": "tok_old"})
+    registered = _envelope("g1", "student.registered", 1, {
+        "student_id": "s1", "name": "Ada", "email": "ada@example.com"})
+    sent = _envelope("p1", "student.registered", 1, {
+        "student_id": "s0", "name": "Old", "email": "old@example.com"})
+    rows = [_outbox_row("school-events", v2), _outbox_row("payment-requests.fifo", v2, "s1"),
+            _outbox_row("school-events", v1), _outbox_row("school-events", registered),
+            _outbox_row("school-events", sent, published=NOW)]
+    table = metadata_of("enrollment").tables["outbox"]
+    with engine_of(database_url) as engine:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            after = conn.execute(select(table).order_by(table.c.id)).all()
+    topic = [json.loads(r.body) for r in after if r.destination == "school-events"
+             and r.published_at is None]
+    assert [(e["event_type"], e["event_version"]) for e in topic] == [
+        ("enrollment.requested", 3), ("enrollment.requested", 3), ("student.registered", 2)]
+    assert topic[0]["data"] == ids | {"amount_cents": 4990, "currency": "EUR"}
+    assert topic[1]["data"] == ids | {"amount_cents": 1250, "currency": "USD"}
+    assert topic[2]["data"] == {"student_id": "s1"}
+    for envelope in topic:  # each reads as the newest version, as the relay will send it
+        CATALOGUE.read(json.dumps(envelope))
+    pending_text = " ".join(r.body + r.attributes for r in after
+                            if r.destination == "school-events" and r.published_at is None)
+    assert "tok_" not in pending_text and "ada@example.com" not in pending_text
+    [charge] = [r for r in after if r.destination == "payment-requests.fifo"]
+    assert json.loads(charge.body) == v2  # payment reads it as a charge, token and all
+    [contact] = [r for r in after if r.destination == "notifications"]
+    recorded = json.loads(contact.body)
+    assert (recorded["event_type"], recorded["causation_id"], recorded["data"]) == (
+        "contact.recorded", UUIDS["g1"], registered["data"])
+    assert contact.group_id is None and contact.event_id == recorded["event_id"] != UUIDS["g1"]
+    assert json.loads(contact.attributes)["event_type"]["StringValue"] == "contact.recorded"
+    CATALOGUE.read(contact.body)
+    [published] = [r for r in after if r.published_at is not None]
+    assert json.loads(published.body) == sent
