@@ -1,4 +1,7 @@
-"""A local SMTP sink: accepts every mail on 127.0.0.1:1025 and stores it under var/mail/."""
+"""A local SMTP sink: accepts every mail on 127.0.0.1:1025 and stores it under var/mail/.
+
+It logs the stored file's name and how many mails it has stored, never an address (logs carry
+ids, never an email address): the envelope's recipients are in the file."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ class Store:
     """aiosmtpd handler: one .eml file per accepted message, named by time and a random id."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
+        self.folder, self.stored = folder, 0
         folder.mkdir(parents=True, exist_ok=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -32,7 +35,8 @@ class Store:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(envelope.original_content or envelope.content)
         tmp.rename(path)  # readers never see a half-written mail
-        log.info("stored mail to %s as %s", ",".join(envelope.rcpt_tos), path.name)
+        self.stored += 1
+        log.info("stored mail %d as %s", self.stored, path.name, extra={"outcome": "stored"})
         return "250 Message accepted for delivery"
 
 
@@ -44,6 +48,10 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, default=settings.var_dir / "mail")
     args = parser.parse_args()
     logs.configure("smtp-sink", settings.log_level)
+    # aiosmtpd's own logger logs every command line at INFO (`RCPT TO:<ada@example.com>`, then
+    # `sender:` and `recip:` with the addresses); from WARNING on it names only peers, command
+    # verbs and exceptions. Pinned here, whatever LOG_LEVEL says.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     controller = Controller(Store(args.folder), hostname=args.host, port=args.port)
     controller.start()
     log.info("SMTP sink listening on %s:%d, storing mail in %s", args.host, args.port, args.folder)

@@ -1,4 +1,5 @@
-"""The notification HTTP API (DESIGN section 7): what was sent to a student, and what waits."""
+"""The notification HTTP API (DESIGN section 7): what was sent to a student, what waits, and
+what failed for good (the statuses: sender.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def routes(rt: Runtime) -> list[Blueprint]:
     @blp.arguments(NotificationQuery(), location="query")
     @blp.response(200, NotificationOut(many=True))
     def list_notifications(query: dict[str, str]) -> Any:
-        """A student's notifications, oldest first; `to` is known once their contact arrived."""
+        """A student's notifications, oldest first, `pending`, `sent` or `failed`; `to` is known
+        once their contact arrived."""
         return read(rt, commands.list_notifications, query["student_id"])
 
     return [blp]

@@ -4,8 +4,8 @@ The email itself is sent by the sender (sender.py) once the row is committed, so
 absent SMTP server never holds a message in the queue, and an event whose student has no contact
 yet waits in the database (status `pending`) until contact.recorded arrives. The email is
 rendered here once, to try the templates: one that cannot render this event is a bug no retry
-fixes, so the event is dead-lettered (and redriven once the fix is deployed), and the sender
-only ever retries SMTP.
+fixes, so the event is dead-lettered (and redriven once the fix is deployed). A letter the
+sender still cannot compose or send ends `failed` after its attempts (sender.py).
 """
 
 from __future__ import annotations

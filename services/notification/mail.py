@@ -13,9 +13,14 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from services.notification import domain
+from shared.text import control_characters
 
 FROM = formataddr(("Online School", "no-reply@school.example"))
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+class Unsendable(ValueError):
+    """This letter's own data cannot make an email: no retry changes that."""
 
 
 def templates() -> Environment:
@@ -48,8 +53,21 @@ def render(env: Environment, event_type: str, data: dict[str, Any], name: str, s
             env.get_template(f"{event_type}.html").render(context))
 
 
+def printable(what: str, value: str) -> None:
+    """Refuse a contact's field holding control characters (shared.text: a line break would
+    start a header of its own, `Eve\\r\\nBcc: ...`), naming them, not the value: the reason is
+    logged, and logs carry no names or addresses."""
+    if found := control_characters(value):
+        raise Unsendable(f"the contact's {what} contains control characters "
+                         f"({', '.join(found)})")
+
+
 def compose(env: Environment, letter: Letter, name: str, email: str, now: datetime
             ) -> EmailMessage:
+    """The email for `name` <`email`>; Unsendable for a contact with control characters (stored
+    before the API refused them), and whatever rendering or a header raises otherwise."""
+    printable("name", name)
+    printable("address", email)
     text, html = render(env, letter.event_type, letter.data, name, letter.subject, letter.id)
     message = EmailMessage()
     message["From"] = FROM

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
+from services.notification.tables import STATUSES
 from shared.schemas import Ref, UtcDateTime
 
 
@@ -21,9 +22,12 @@ class NotificationOut(Schema):
     to = fields.String(allow_none=True, metadata={
         "description": "the student's address; null while their contact has not arrived"})
     subject = fields.String()
-    status = fields.String(metadata={"description": "`pending` until the SMTP server accepts "
-                                                    "the email, then `sent`"})
+    status = fields.String(validate=validate.OneOf(STATUSES), metadata={"description": (
+        "`pending` until the SMTP server accepts the email, then `sent`; `failed` (final) when "
+        "it can never be sent: it cannot be composed or the server refuses it (5xx), after "
+        "its attempts. An unreachable server or a 4xx reply keeps it `pending`")})
     sent_at = UtcDateTime(allow_none=True)
-    attempts = fields.Integer(metadata={"description": "SMTP attempts so far"})
+    attempts = fields.Integer(metadata={"description": "attempts to send it so far"})
     last_error = fields.String(allow_none=True, metadata={
-        "description": "why the last attempt failed, while the email is pending"})
+        "description": "why the last attempt failed (no address in it), while the email is "
+                       "pending or once it failed"})

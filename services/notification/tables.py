@@ -7,6 +7,8 @@ from sqlalchemy import JSON, Column, Index, Integer, String, Table, UniqueConstr
 from shared.tables import key, platform_metadata, ref, timestamp
 
 metadata = platform_metadata(outbox=False)
+# A notification's statuses (sender.py says when each is set); `failed` is final.
+STATUSES = ("pending", "sent", "failed")
 
 # A projection of student.registered: the only student data this service keeps.
 contacts = Table(
@@ -27,11 +29,11 @@ notifications = Table(
     Column("correlation_id", String(100), nullable=False),
     Column("subject", String(300), nullable=False),
     Column("data", JSON, nullable=False),  # the event's data, rendered when sent
-    Column("status", String(10), nullable=False),  # pending, sent
+    Column("status", String(10), nullable=False),  # one of STATUSES
     Column("recipient", String(320), nullable=True),  # the address it was sent to
     Column("attempts", Integer, nullable=False, default=0),
     timestamp("next_attempt_at"),
-    Column("last_error", String(500), nullable=True),
+    Column("last_error", String(500), nullable=True),  # why, without an address (sender.py)
     timestamp("created_at"),
     timestamp("sent_at", nullable=True),
     UniqueConstraint("event_id", "student_id", name="uq_notifications_event_recipient"),
