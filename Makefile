@@ -120,16 +120,19 @@ typecheck: $(BIN)/.installed ## mypy on the shared library and the CDK app
 # the pinned aws-cdk-lib (pyproject.toml); it needs Node.js, which jsii needs for synth anyway.
 CDK := npx --yes aws-cdk@2.1148.1
 DEPLOY_ENV ?= prod
-STACKS := platform messaging enrollment payment assignment notification analytics console
+STACKS := platform identity messaging enrollment payment assignment notification analytics console
 export DEPLOY_ENV
+# The edge (README: the edge and the identity provider): an ACM certificate for *.DOMAIN_NAME in
+# the deployment's region. Both or neither; without them every load balancer is internal.
+export CERTIFICATE_ARN DOMAIN_NAME
 # jsii prints a long warning on every run under Node 20, which it still runs on (README).
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 
-synth: $(BIN)/.installed ## synthesize every AWS stack into cdk.out/ (offline, no credentials)
+synth: $(BIN)/.installed ## synthesize every AWS stack into cdk.out/ (offline); CERTIFICATE_ARN, DOMAIN_NAME
 	@command -v node >/dev/null || { echo "make synth: the CDK needs Node.js on PATH" >&2; exit 2; }
 	@$(BIN)/python -m deploy.aws.app
 
-deploy: ## cdk deploy of one stack: SERVICE=<service>, or platform / messaging (first)
+deploy: ## cdk deploy of one stack: SERVICE=<service>, or platform / identity / messaging (first)
 	$(call cdk,deploy)
 
 diff: ## cdk diff of one stack against what is deployed: SERVICE=<name> as for deploy

@@ -96,7 +96,8 @@ def outbox(settings: Settings, action: str, service: str, ids: list[int],
         print(json.dumps({"id": row.id, "event_type": row.event_type,
                           "destination": row.destination, "group_id": row.group_id,
                           "event_id": row.event_id, "dead_at": row.dead_at.isoformat(),
-                          "attempts": row.attempts, "reason": row.last_error}), file=out)
+                          "attempts": row.attempts,  # SQS's refusal may quote the body
+                          "reason": row.last_error and mask_text(row.last_error)}), file=out)
     print(f"{len(rows)} dead row(s) in the {service} outbox", file=out)
     return 0
 

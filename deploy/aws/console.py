@@ -16,9 +16,14 @@ header (without it the console refuses them). They reach the task itself, not th
 the task registers in the platform's private DNS namespace as `console` (Cloud Map, an A record
 of the task's own address), and its security group admits the console's port from the VPC.
 
-Why internal: the console shows the DLQs' message bodies (student and payment data) and its
-buttons move messages. It asks for an operator's sign-in, but its load balancer speaks plain
-HTTP until the edge has TLS, so it is reachable from inside the VPC only.
+Why internal, with or without a certificate: the console shows the DLQs' message bodies
+(student and payment data) and its buttons move messages. It asks for an operator's sign-in
+(with TOTP, deploy/aws/identity.py), and is reachable from inside the VPC only all the same.
+With CERTIFICATE_ARN and DOMAIN_NAME its load balancer serves HTTPS on 443 (port 80 redirects)
+as `console.<DOMAIN_NAME>`, so its session cookie is Secure; without them it serves HTTP on
+port 80, reached through a port forward on the operator's `localhost:8000`. Either way its app
+client's callback is that address's `/auth/callback`, and gunicorn takes the scheme from the
+load balancer's X-Forwarded-Proto (FORWARDED_ALLOW_IPS: the VPC's range).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from deploy.aws.access import (
     ConsoleAccess,
     console_access,
 )
+from deploy.aws.identity import IdentityStack
 from deploy.aws.messaging import MessagingStack
 from deploy.aws.platform import PlatformStack, namespace_name
 from deploy.aws.telemetry import INTAKE_TOKEN
@@ -62,7 +68,8 @@ def traces_endpoint(env_name: str) -> str:
 
 class ConsoleStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, env_name: str,
-                 platform: PlatformStack, messaging: MessagingStack, **kwargs: object) -> None:
+                 platform: PlatformStack, messaging: MessagingStack, identity: IdentityStack,
+                 **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.env_name = env_name
         self.add_stack_dependency(messaging)  # the queues it shows must exist before it starts
@@ -76,8 +83,14 @@ class ConsoleStack(Stack):
         self.logs = fargate.log_group(self, env_name, CONSOLE)
 
         task = fargate.task_definition(self, "ApiTask", self.role)
-        environment = fargate.environment(self, env_name, CONSOLE, db="sqlite")
-        environment["CONSOLE_DATABASE_URL"] = DATABASE_URL
+        environment = fargate.environment(self, env_name, CONSOLE, db="sqlite",
+                                          oidc=identity.oidc)
+        environment |= {"CONSOLE_DATABASE_URL": DATABASE_URL,
+                        "CONSOLE_CLIENT_ID": identity.console_client_id,
+                        # gunicorn believes X-Forwarded-Proto from these addresses only: the
+                        # load balancer's (and anything else in the VPC, which could reach the
+                        # task itself anyway).
+                        "FORWARDED_ALLOW_IPS": platform.vpc.vpc_cidr_block}
         # The migration runs in the API's own container, not in a container of its own as in
         # the service stacks: containers of a task do not share their file systems, and a task
         # volume would be owned by root on Fargate, where the image's user could not write.
@@ -94,16 +107,17 @@ class ConsoleStack(Stack):
         # new one starts): two consoles would split the spans between two stores behind one
         # load balancer, and each one's lock serialises only its own DLQ listings and redrives.
         self.api = fargate.load_balanced_api(self, "Api", cluster=platform.cluster, task=task,
-                                             desired_count=1, public=False,
-                                             min_healthy_percent=0, max_healthy_percent=100)
-        # The collectors send to the task directly: the load balancer's port 80 is for people,
+                                             desired_count=1, name=CONSOLE, internet=False,
+                                             web_acl=None, min_healthy_percent=0,
+                                             max_healthy_percent=100)
+        # The collectors send to the task directly: the load balancer is for people,
         # and the address has to be one name that outlives the task. A short TTL, because every
         # deployment replaces the one task and its address with it; meanwhile the collectors
         # queue and retry what they could not send, for a few minutes (deploy/aws/telemetry.py).
         self.api.service.enable_cloud_map(
             cloud_map_namespace=platform.namespace, name=DISCOVERY_NAME,
             dns_record_type=servicediscovery.DnsRecordType.A, dns_ttl=Duration.seconds(10))
-        # From the VPC's range, like the internal load balancer's port 80: nothing that could
+        # From the VPC's range, like the internal load balancer's ports: nothing that could
         # not already reach the console through its load balancer reaches the task itself.
         self.api.service.connections.allow_from(
             ec2.Peer.ipv4(platform.vpc.vpc_cidr_block), ec2.Port.tcp(PORTS[CONSOLE]),

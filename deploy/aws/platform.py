@@ -3,7 +3,8 @@ endpoints through which the tasks reach AWS, the private DNS namespace in which 
 another by name (`namespace_name`), the audit trail (deploy/aws/audit.py), the messaging key
 (deploy/aws/messaging.py, `messaging_key`), and the console intake's credential
 (deploy/aws/telemetry.py, `intake_token`), here because the console's stack and every service's
-stack are given it, and neither kind may depend on the other."""
+stack are given it, and neither kind may depend on the other; and, when the edge has a
+certificate, the one web ACL of every public load balancer (deploy/aws/edge.py, `web_acl`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aws_cdk import aws_servicediscovery as servicediscovery
 from constructs import Construct
 
 from deploy.aws.audit import Audit
+from deploy.aws.edge import settings, web_acl
 from deploy.aws.messaging import messaging_key, sqs_endpoint_export
 from deploy.aws.telemetry import intake_token
 
@@ -63,6 +65,8 @@ class PlatformStack(Stack):
         # The console's task and the services' collectors read it from their own stacks (CDK
         # exports its ARN); no resource policy names them, so nothing here depends on them.
         self.intake_token = intake_token(self, env_name)
+        # Each public load balancer's stack associates it; none without a certificate.
+        self.web_acl = web_acl(self, env_name) if settings(self).public else None
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, cluster_name=f"school-{env_name}",
             container_insights_v2=ecs.ContainerInsights.ENABLED)

@@ -1,9 +1,10 @@
 """One stack per service, so each deploys alone (`make deploy SERVICE=payment`).
 
-It holds the service's API (Fargate behind a load balancer, health-checked on /healthz), its
-worker (Fargate, scaled on the backlog per task of the queue it consumes), one task role with
-exactly the SQS and SNS actions the topology gives the service and the KMS actions on the
-messaging key that those need, its own PostgreSQL (credentials
+It holds the service's API (Fargate behind a load balancer, health-checked on /healthz:
+internet-facing on HTTPS behind the web ACL when the edge has a certificate, internal
+otherwise, deploy/aws/edge.py), its worker (Fargate, scaled on the backlog per task of the queue
+it consumes), one task role with exactly the SQS and SNS actions the topology gives the service
+and the KMS actions on the messaging key that those need, its own PostgreSQL (credentials
 generated into Secrets Manager), a migration container that must succeed before a new task's API
 or worker starts, and its logs. What it shares with the console's stack (the task role's name,
 the logs, the image, the load-balanced API) is built by deploy/aws/fargate.py.
@@ -24,6 +25,7 @@ from constructs import Construct
 
 from deploy.aws import console, fargate
 from deploy.aws.access import CONSUME, DEAD_LETTER, PUBLISH, SEND, Access, access
+from deploy.aws.identity import IdentityStack
 from deploy.aws.messaging import MessagingStack
 from deploy.aws.platform import PlatformStack
 from deploy.aws.scan import skip
@@ -47,10 +49,10 @@ MAX_WORKERS = 10
 
 class ServiceStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, env_name: str, service: str,
-                 platform: PlatformStack, messaging: MessagingStack, smtp: tuple[str, int],
-                 **kwargs: object) -> None:
+                 platform: PlatformStack, messaging: MessagingStack, identity: IdentityStack,
+                 smtp: tuple[str, int], **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
-        self.env_name, self.service = env_name, service
+        self.env_name, self.service, self.oidc = env_name, service, identity.oidc
         self.add_stack_dependency(messaging)  # its queues must exist before its tasks start
         self.access = access(service)
         self.key_arn = platform.messaging_key.key_arn
@@ -101,8 +103,8 @@ class ServiceStack(Stack):
 
         api_task = self.task("ApiTask", "api", image, environment)
         self.api = fargate.load_balanced_api(self, "Api", cluster=platform.cluster, task=api_task,
-                                             desired_count=2, public=True,
-                                             min_healthy_percent=100)
+                                             desired_count=2, name=service, internet=True,
+                                             web_acl=platform.web_acl, min_healthy_percent=100)
         self.database.connections.allow_default_port_from(self.api.service)
 
         self.worker = ecs.FargateService(
@@ -142,7 +144,8 @@ class ServiceStack(Stack):
 
     def container_environment(self, smtp: tuple[str, int]) -> dict[str, str]:
         """The variables `make up` sets, with AWS's values (shared/settings.py reads them)."""
-        env = fargate.environment(self, self.env_name, self.service, db="postgres")
+        env = fargate.environment(self, self.env_name, self.service, db="postgres",
+                                  oidc=self.oidc)
         if self.service == "notification":
             env |= {"SMTP_HOST": smtp[0], "SMTP_PORT": str(smtp[1])}
         return env

@@ -2,7 +2,7 @@
 stacks: the console intake's credential, a secret that CloudFormation generates in the platform
 stack and ECS injects into the console's task and into every collector, readable by those tasks'
 execution roles alone; and the identity provider, OIDC_ISSUER and OIDC_CLIENT_IDS, in the
-environment of every API and worker when the app's context names it."""
+environment of every API, worker and migration container, from the identity stack's pool."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Template
 
 from shared.settings import CONSOLE, SERVICES
 from tests.deploy.conftest import ENV
@@ -22,8 +21,6 @@ from tests.deploy.test_stacks import collector_config, intake_secret_id, of_type
 VARIABLE = "SCHOOL_OTLP_TOKEN"
 HEADER = "x-school-otlp-token"
 READ = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
-OIDC = {"OIDC_ISSUER": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example",
-        "OIDC_CLIENT_IDS": "client-for-the-web,client-for-the-cli"}
 
 Where = tuple[str | int, ...]  # a path in a template: keys and list indices
 
@@ -257,18 +254,6 @@ def test_the_check_above_fails_on_any_other_use_of_the_secret(templates: dict[st
 
 # --- The identity provider -----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def oidc_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The app synthesized once more, with the identity provider in its context (what
-    deploy/aws/app.py reads from OIDC_ISSUER and OIDC_CLIENT_IDS)."""
-    from deploy.aws.app import build
-    outdir: Path = tmp_path_factory.mktemp("cdk.out.oidc")
-    build(ENV, ("smtp.internal", 2525), outdir=outdir, oidc=dict(OIDC)).synth()
-    return {path.name.removesuffix(".template.json").removeprefix(f"School-{ENV}-"):
-            Template.from_string(path.read_text())
-            for path in outdir.glob("*.template.json")}
-
-
 def entry_points(template: Any) -> dict[str, dict[str, Any]]:
     """The API and worker containers (the console's one `api` among them), by task and name:
     every process that checks an access token."""
@@ -276,22 +261,56 @@ def entry_points(template: Any) -> dict[str, dict[str, Any]]:
             if c["Name"] in ("api", "worker")}
 
 
+def identity_export(identity: Any, kind: str, name: str | None = None) -> dict[str, str]:
+    """The import of the identity stack's `kind` resource (the pool, or the client `name`)."""
+    found = {logical for logical, r in of_type(identity, kind).items()
+             if name is None or r["Properties"]["ClientName"] == name}
+    [logical] = found
+    return platform_import(identity, {"Ref": logical})
+
+
 @pytest.mark.parametrize("stack", [CONSOLE, *SERVICES])
-def test_every_api_and_worker_knows_the_identity_provider_the_context_names(
-        oidc_templates: dict[str, Any], stack: str) -> None:
-    found = entry_points(oidc_templates[stack])
+def test_every_container_trusts_the_identity_stack_s_user_pool(templates: dict[str, Any],
+                                                               stack: str) -> None:
+    """OIDC_ISSUER is the pool's issuer URL, built from its id; OIDC_CLIENT_IDS its three app
+    clients: imports of the identity stack's outputs, in the environment (not secrets) of every
+    API, worker and migration container."""
+    identity = templates["identity"]
+    pool = identity_export(identity, "AWS::Cognito::UserPool")
+    clients = [identity_export(identity, "AWS::Cognito::UserPoolClient", f"school-{ENV}-{name}")
+               for name in ("web", "console", "cli")]
+    issuer = {"Fn::Join": ["", ["https://cognito-idp.", {"Ref": "AWS::Region"},
+                                ".amazonaws.com/", pool]]}
+    client_ids = {"Fn::Join": ["", [clients[0], ",", clients[1], ",", clients[2]]]}
+    found = entry_points(templates[stack])
     assert len(found) == (1 if stack == CONSOLE else 2)
-    for name, container in found.items():
-        env = environment(container)
-        assert {k: env.get(k) for k in OIDC} == OIDC, name
-        assert not set(OIDC) & set(secrets(container)), name
-
-
-@pytest.mark.parametrize("stack", [CONSOLE, *SERVICES])
-def test_without_an_identity_provider_no_container_is_given_one(templates: dict[str, Any],
-                                                                stack: str) -> None:
-    """The APIs then refuse to start (shared/settings.py): nothing stands in for the issuer."""
-    assert len(entry_points(templates[stack])) == (1 if stack == CONSOLE else 2)
     for task_id, container in containers(templates[stack]):
-        named = set(environment(container)) | set(secrets(container))
-        assert not {n for n in named if n.startswith("OIDC_")}, (task_id, container["Name"])
+        if container["Name"] == "otel-collector":
+            continue
+        env = environment(container)
+        assert (env["OIDC_ISSUER"], env["OIDC_CLIENT_IDS"]) == (issuer, client_ids), task_id
+        assert not {n for n in secrets(container) if n.startswith("OIDC_")}, task_id
+
+
+def test_the_console_signs_in_with_its_own_client(templates: dict[str, Any]) -> None:
+    console_client = identity_export(templates["identity"], "AWS::Cognito::UserPoolClient",
+                                     f"school-{ENV}-console")
+    [container] = entry_points(templates[CONSOLE]).values()
+    assert environment(container)["CONSOLE_CLIENT_ID"] == console_client
+
+
+def test_the_environment_s_oidc_settings_are_ignored(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A shell left with `make up`'s OIDC_ISSUER must not point production elsewhere: synth
+    says it ignores it, and every task still trusts the pool."""
+    from deploy.aws import app
+    monkeypatch.setenv("OIDC_ISSUER", "http://127.0.0.1:8006")
+    monkeypatch.setenv("OIDC_CLIENT_IDS", "school-web")
+    monkeypatch.delenv("CERTIFICATE_ARN", raising=False)
+    monkeypatch.delenv("DOMAIN_NAME", raising=False)
+    monkeypatch.setattr(app, "ROOT", tmp_path)
+    assert app.main() == 0
+    assert "OIDC_ISSUER and OIDC_CLIENT_IDS are ignored" in capsys.readouterr().out
+    synthesized = (tmp_path / "cdk.out" / f"School-{ENV}-payment.template.json").read_text()
+    assert "127.0.0.1:8006" not in synthesized and "cognito-idp." in synthesized

@@ -60,7 +60,7 @@ def name(logical: str) -> str:
 
 
 def test_every_stack_is_synthesized(templates: dict[str, Any]) -> None:
-    assert set(templates) == {"platform", "messaging", *SERVICES, CONSOLE}
+    assert set(templates) == {"platform", "identity", "messaging", *SERVICES, CONSOLE}
 
 
 def test_platform_has_a_vpc_over_two_zones_and_a_cluster(templates: dict[str, Any]) -> None:
@@ -151,7 +151,8 @@ def expected_grants(service: str) -> set[tuple[str, str]]:
     for event_type in CATALOGUE.produced_by(service):
         wanted.add(("sns:Publish", name("school-events")))
         for spec in TOPOLOGY.queues:
-            if event_type in spec.events:
+            # sent to the queue directly: its events, and its private ones (never published)
+            if event_type in (*spec.events, *spec.private):
                 wanted |= {(a, name(spec.name)) for a in ("sqs:SendMessage", "sqs:GetQueueUrl")}
     return wanted
 
@@ -162,7 +163,7 @@ def test_the_task_role_has_exactly_what_the_topology_gives(
     assert grants(templates[service]) == expected_grants(service)
 
 
-@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES, CONSOLE])
+@pytest.mark.parametrize("stack", ["platform", "identity", "messaging", *SERVICES, CONSOLE])
 def test_no_role_may_create_or_manage_topics(templates: dict[str, Any], stack: str) -> None:
     """Issue 14: the relay builds the topic's ARN (STS GetCallerIdentity needs no permission), so
     no task role holds sns:CreateTopic, nor any SNS action but Publish."""
@@ -212,7 +213,7 @@ def test_payment_receives_only_its_own_queue_and_cannot_send_to_submissions(
     assert not [g for g in grants(templates["analytics"]) if g[0].startswith("sns:")]
 
 
-@pytest.mark.parametrize("stack", ["platform", "messaging", *SERVICES, CONSOLE])
+@pytest.mark.parametrize("stack", ["platform", "identity", "messaging", *SERVICES, CONSOLE])
 def test_no_wildcard_actions_and_no_queue_action_on_everything(
         templates: dict[str, Any], stack: str) -> None:
     for s in statements(templates[stack]):
@@ -319,7 +320,7 @@ def test_dead_outbox_rows_alarm(templates: dict[str, Any], service: str) -> None
 
 def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:
     paths = sorted(str(p) for p in assembly_dir.glob("*.template.json"))
-    assert len(paths) == 3 + len(SERVICES)  # the platform, messaging and console stacks
+    assert len(paths) == 4 + len(SERVICES)  # the platform, identity, messaging, console stacks
     lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "--format",
                            "parseable", *paths], capture_output=True, text=True, timeout=300)
     errors = [line for line in lint.stdout.splitlines() if ":E" in line]
@@ -655,10 +656,14 @@ def test_the_console_task_migrates_its_own_sqlite_store_then_serves(
                                                 "exec python -m shared.serve api console"]
     assert container["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert env == {"SCHOOL_ENV": ENV, "AWS_DEFAULT_REGION": {"Ref": "AWS::Region"},
-                   "DB": "sqlite", "BIND_HOST": "0.0.0.0", "CONSOLE_PORT": "8000",
-                   "LOG_LEVEL": "INFO",
-                   "CONSOLE_DATABASE_URL": "sqlite:////tmp/school/console.sqlite"}
+    # the identity provider and the console's client (tests/deploy/test_credentials.py), and
+    # the addresses whose X-Forwarded-Proto gunicorn believes (tests/deploy/test_edge.py)
+    signin = {"OIDC_ISSUER", "OIDC_CLIENT_IDS", "CONSOLE_CLIENT_ID", "FORWARDED_ALLOW_IPS"}
+    assert signin <= set(env)
+    assert {k: v for k, v in env.items() if k not in signin} == {
+        "SCHOOL_ENV": ENV, "AWS_DEFAULT_REGION": {"Ref": "AWS::Region"}, "DB": "sqlite",
+        "BIND_HOST": "0.0.0.0", "CONSOLE_PORT": "8000", "LOG_LEVEL": "INFO",
+        "CONSOLE_DATABASE_URL": "sqlite:////tmp/school/console.sqlite"}
     [(logs_id, _)] = [(lid, g) for lid, g in of_type(stack, "AWS::Logs::LogGroup").items()
                       if g["Properties"]["LogGroupName"] == f"/school/{ENV}/{CONSOLE}"
                       and g["Properties"]["RetentionInDays"] == 30]
