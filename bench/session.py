@@ -15,11 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import URL
-
 from deploy.local import issuer, localstack, wait
 from deploy.local.tokens import mint
-from shared import aws, db
+from shared import aws, db, inspect
 from shared.provision import Provisioner, Report
 from shared.settings import ROOT, Settings
 
@@ -128,12 +126,8 @@ class Bench:
 
     def database_url(self, name: str) -> str:
         """A fresh database: a SQLite file in the run's folder, or a new PostgreSQL database."""
-        if self.db != "postgres":
-            return f"sqlite:///{self.folder / 'db' / f'{name}.sqlite'}"
-        s = Settings.from_env()
-        return URL.create("postgresql+psycopg", username=s.pg_user,
-                          password=s.pg_password or None, host=s.pg_host, port=s.pg_port,
-                          database=name.replace("-", "_")).render_as_string(hide_password=False)
+        return db.url_of(name.replace("-", "_"), self.folder / "db" / f"{name}.sqlite",
+                         postgres=self.db == "postgres")
 
     @staticmethod
     def drop(urls: list[str]) -> None:
@@ -194,7 +188,4 @@ class Bench:
 
     def depth(self, sqs: Any, url: str) -> int:
         """Visible + in flight + delayed messages of a queue."""
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
-        return sum(int(v) for v in attrs.values())
+        return inspect.depth(sqs, url).total

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import aws, outbox_admin
+from shared import aws, inspect, outbox_admin
 from shared.auth import ROLES
 from shared.inspect import queue_state
 from shared.masking import mask_body, mask_text
@@ -155,8 +155,7 @@ def _described(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _visible(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+    return inspect.depth(sqs, url).visible
 
 
 def _list_fifo(sqs: Any, url: str) -> list[dict[str, Any]]:

@@ -19,19 +19,28 @@ from sqlalchemy.pool import NullPool
 from shared.settings import ROOT, Settings
 
 
+def url_of(database: str, sqlite_file: Path, *, postgres: bool,
+           settings: Settings | None = None) -> str:
+    """The URL of one database: the PostgreSQL database `database` on the server that PGHOST,
+    PGPORT, PGUSER and PGPASSWORD name (`settings`, or the environment's), or the SQLite file
+    `sqlite_file`. Every database URL the project builds is built here."""
+    if not postgres:
+        return f"sqlite:///{sqlite_file}"
+    s = settings or Settings.from_env()
+    # URL.create escapes the credentials: a generated password may hold '@', '/' or ':'.
+    return URL.create("postgresql+psycopg", username=s.pg_user, password=s.pg_password or None,
+                      host=s.pg_host, port=s.pg_port, database=database,
+                      ).render_as_string(hide_password=False)
+
+
 def database_url(service: str, settings: Settings, env: dict[str, str] | None = None) -> str:
     """`<SERVICE>_DATABASE_URL` if set, else the default for the DB setting."""
     env = dict(os.environ) if env is None else env
     explicit = env.get(f"{service.upper()}_DATABASE_URL")
     if explicit:
         return explicit
-    if settings.db == "postgres":
-        # URL.create escapes the credentials: a generated password may hold '@', '/' or ':'.
-        return URL.create("postgresql+psycopg", username=settings.pg_user,
-                          password=settings.pg_password or None, host=settings.pg_host,
-                          port=settings.pg_port, database=f"school_{service}",
-                          ).render_as_string(hide_password=False)
-    return f"sqlite:///{settings.var_dir / 'db' / f'{service}.sqlite'}"
+    return url_of(f"school_{service}", settings.var_dir / "db" / f"{service}.sqlite",
+                  postgres=settings.db == "postgres", settings=settings)
 
 
 def make_engine(url: str) -> Engine:

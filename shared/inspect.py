@@ -14,6 +14,34 @@ from shared.settings import Settings
 
 
 @dataclass(frozen=True)
+class Depth:
+    """A queue's approximate counts, as SQS gives them (GetQueueAttributes)."""
+
+    visible: int  # ApproximateNumberOfMessages
+    in_flight: int  # ...NotVisible: received, not yet deleted or back
+    delayed: int  # ...Delayed: sent with a delay still running
+
+    @property
+    def held(self) -> int:
+        """Messages the queue holds for its consumer: visible and in flight."""
+        return self.visible + self.in_flight
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.in_flight + self.delayed
+
+
+def depth(sqs: Any, url: str) -> Depth:
+    """The one reading of a queue's depth, for `school status`, the console, chaos and tests."""
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    return Depth(int(attrs.get("ApproximateNumberOfMessages", 0)),
+                 int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                 int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)))
+
+
+@dataclass(frozen=True)
 class QueueState:
     name: str
     visible: int
@@ -22,10 +50,8 @@ class QueueState:
 
 
 def queue_state(sqs: Any, url: str, settings: Settings, cloudwatch: Any = None) -> QueueState:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    visible = int(attrs["ApproximateNumberOfMessages"])
-    in_flight = int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    counts = depth(sqs, url)
+    visible, in_flight = counts.visible, counts.in_flight
     age = None
     if visible + in_flight:
         age = (_localstack_oldest_age(url, settings) if settings.aws_endpoint_url
@@ -42,13 +68,13 @@ def _localstack_oldest_age(url: str, settings: Settings) -> float | None:
     return time.time() - min(sent) / 1000 if sent else None
 
 
-def localstack_listing(endpoint: str, url: str) -> list[dict[str, Any]]:
+def localstack_listing(endpoint: str, url: str, timeout: float = 10) -> list[dict[str, Any]]:
     """Every message of a queue, in flight too, as LocalStack's developer endpoint lists it
     (receiving nothing; not part of the AWS API)."""
     query = urllib.parse.urlencode({"QueueUrl": url, "ShowInvisible": "true"})
     request = urllib.request.Request(f"{endpoint}/_aws/sqs/messages?{query}",
                                      headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         result = json.load(response)["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
     messages = result.get("Message") or []
     return [messages] if isinstance(messages, dict) else list(messages)

@@ -100,16 +100,12 @@ def db_kind() -> str:
 @pytest.fixture
 def database_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
+    name = f"school_test_{uuid.uuid4().hex[:12]}"
     if os.environ.get("STACK") == "containers" and db_kind == "postgres":
         from tests.support.containers import postgres_base_url
-        base = postgres_base_url()
-    elif db_kind == "postgres":
-        s = Settings.from_env()
-        base = f"postgresql+psycopg://{s.pg_user}@{s.pg_host}:{s.pg_port}"
+        url = f"{postgres_base_url()}/{name}"
     else:
-        base = None
-    url = (f"{base}/school_test_{uuid.uuid4().hex[:12]}" if base
-           else f"sqlite:///{tmp_path / 'test.sqlite'}")
+        url = db.url_of(name, tmp_path / "test.sqlite", postgres=db_kind == "postgres")
     db.ensure_database(url)
     yield url
     db.drop_database(url)

@@ -11,8 +11,11 @@ import signal
 import threading
 import uuid
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 
@@ -20,6 +23,15 @@ from shared import logs
 from shared.settings import Settings
 
 log = logging.getLogger("smtp_sink")
+SUFFIX = ".eml"
+
+
+def stored(folder: Path, *, headers_only: bool = False) -> list[EmailMessage]:
+    """The mails a sink stored in `folder`, oldest first: the one reader of its files, for the
+    tests, chaos and the demo. `headers_only` skips the bodies (chaos reads thousands)."""
+    parser = (BytesHeaderParser if headers_only else BytesParser)(policy=policy.default)
+    return [cast(EmailMessage, parser.parsebytes(path.read_bytes()))
+            for path in sorted(folder.glob(f"*{SUFFIX}"))]
 
 
 class Store:
@@ -31,7 +43,7 @@ class Store:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(envelope.original_content or envelope.content)
         tmp.rename(path)  # readers never see a half-written mail

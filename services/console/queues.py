@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import cli
+from shared import cli, inspect
 from shared.errors import Conflict, DomainError, NotFound
 from shared.events import CATALOGUE
 from shared.inspect import localstack_listing, queue_state
@@ -210,10 +210,7 @@ class Queues:
 
 
 def _count(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"])
+    return inspect.depth(sqs, url).held
 
 
 def _localstack_messages(endpoint: str, url: str) -> list[dict[str, Any]]:

@@ -34,11 +34,9 @@ DATABASES = (*SERVICES, CONSOLE, "payment_gateway")
 
 
 def database_urls(db_kind: str, tmp: Path) -> dict[str, str]:
-    if db_kind == "postgres":
-        tag = uuid.uuid4().hex[:8]
-        return {s: f"postgresql+psycopg://postgres@127.0.0.1:5432/school_up_{tag}_{s}"
-                for s in DATABASES}
-    return {s: f"sqlite:///{tmp / 'db' / f'{s}.sqlite'}" for s in DATABASES}
+    tag = uuid.uuid4().hex[:8]
+    return {s: db.url_of(f"school_up_{tag}_{s}", tmp / "db" / f"{s}.sqlite",
+                         postgres=db_kind == "postgres") for s in DATABASES}
 
 
 def port_open(port: int) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from shared import db
+from shared import db, inspect
 from shared.handling import Outcome
 from shared.outbox import Outbox, Relay
 from shared.publisher import Publisher
@@ -46,8 +46,7 @@ def run_in_background(consumer: Any) -> tuple[threading.Event, threading.Thread]
 
 
 def visible(sqs: Any, url: str) -> int:
-    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+    return inspect.depth(sqs, url).visible
 
 
 def test_the_consumer_receives_while_a_slow_message_is_handled(sqs, probe_stack, db_kind):

@@ -6,11 +6,10 @@ import signal
 import socket
 import subprocess
 import sys
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 
+from deploy.local import smtp_sink
 from shared.settings import ROOT
 from tests.support.messages import wait_for
 
@@ -39,9 +38,7 @@ class Mailbox:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
     def messages(self) -> list[EmailMessage]:
-        parser = BytesParser(policy=policy.default)
-        return [parser.parsebytes(path.read_bytes())  # type: ignore[misc]
-                for path in sorted(self.folder.glob("*.eml"))]
+        return smtp_sink.stored(self.folder)
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages() if address in str(m["To"])]

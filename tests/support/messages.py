@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from deploy.local.wait import until
+from shared import inspect
 from shared.envelope import Envelope
 
 T = TypeVar("T")
@@ -51,10 +52,8 @@ def bodies(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"])
+    """Visible and in-flight messages of a queue."""
+    return inspect.depth(sqs, url).held
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:

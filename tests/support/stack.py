@@ -23,9 +23,8 @@ from tests.support.messages import wait_for
 
 
 def fresh_database_url(db_kind: str, folder: Path, name: str) -> str:
-    if db_kind == "postgres":
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/school_e2e_{uuid.uuid4().hex[:8]}_{name}"
-    return f"sqlite:///{folder / f'{name}.sqlite'}"
+    return db.url_of(f"school_e2e_{uuid.uuid4().hex[:8]}_{name}", folder / f"{name}.sqlite",
+                     postgres=db_kind == "postgres")
 
 
 @dataclass

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
 from typing import Any
 
+from deploy.local import smtp_sink
 from deploy.local.chaos import say
 from deploy.local.chaos.client import Api
 from deploy.local.chaos.ledger import Ledger
 from deploy.local.chaos.stack import Stack
 from deploy.local.wait import until
+from shared.inspect import depth, localstack_listing
 
 FINAL = ("active", "cancelled")
 
@@ -67,14 +66,8 @@ class Observer:
 
     def depths(self) -> dict[str, int]:
         sqs = self.stack.client("sqs")
-        names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                 "ApproximateNumberOfMessagesDelayed")
-        depths = {}
-        for ref in self.stack.queues:
-            for name, url in ((ref.spec.name, ref.url), (ref.spec.dlq_name, ref.dlq_url)):
-                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))
-                depths[name] = sum(int(attrs["Attributes"].get(n, 0)) for n in names)
-        return depths
+        return {name: depth(sqs, url).total for ref in self.stack.queues
+                for name, url in ((ref.spec.name, ref.url), (ref.spec.dlq_name, ref.dlq_url))}
 
     def complete(self) -> bool:
         """Every request has had all its effects, and no queue holds anything."""
@@ -133,31 +126,16 @@ class Observer:
 
 
 def read_mail(stack: Stack) -> list[dict[str, str]]:
-    parser = BytesHeaderParser()
-    mail = []
-    for path in sorted(stack.mail_dir.glob("*.eml")):
-        with path.open("rb") as f:
-            headers = parser.parse(f)
-        mail.append({"event_id": str(headers["X-Event-ID"]),
-                     "message_id": str(headers["Message-ID"]),
-                     "event_type": str(headers["X-Event-Type"]), "to": str(headers["To"])})
-    return mail
+    return [{"event_id": str(headers["X-Event-ID"]), "message_id": str(headers["Message-ID"]),
+             "event_type": str(headers["X-Event-Type"]), "to": str(headers["To"])}
+            for headers in smtp_sink.stored(stack.mail_dir, headers_only=True)]
 
 
 def dead_letters(stack: Stack) -> list[DeadLetter]:
     """Every message of every DLQ, in flight or not, read through LocalStack's developer
     endpoint: it neither receives (no receive count spent) nor hides a FIFO group's tail."""
-    found = []
-    for ref in stack.queues:
-        query = urllib.parse.urlencode({"QueueUrl": ref.dlq_url, "ShowInvisible": "true"})
-        request = urllib.request.Request(f"{stack.endpoint}/_aws/sqs/messages?{query}",
-                                         headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            result = json.load(response)["ReceiveMessageResponse"]["ReceiveMessageResult"] or {}
-        messages = result.get("Message") or []
-        for m in [messages] if isinstance(messages, dict) else messages:
-            found.append(_dead_letter(ref.spec.name, m))
-    return found
+    return [_dead_letter(ref.spec.name, m) for ref in stack.queues
+            for m in localstack_listing(stack.endpoint, ref.dlq_url, timeout=30)]
 
 
 def _dead_letter(queue: str, message: dict[str, Any]) -> DeadLetter:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy.engine import URL
 
 from deploy.local import issuer, localstack
 from deploy.local.chaos import say
@@ -126,13 +125,8 @@ class Stack:
         return mint(self.issuer, "chaos-admin", ["admin"], expires_in=86400)
 
     def _database_url(self, name: str) -> str:
-        if self.config.db != "postgres":
-            return f"sqlite:///{self.folder / 'db' / f'{name}.sqlite'}"
-        s = Settings.from_env()
-        return URL.create("postgresql+psycopg", username=s.pg_user,
-                          password=s.pg_password or None, host=s.pg_host, port=s.pg_port,
-                          database=f"{self.config.db_prefix}{name}",
-                          ).render_as_string(hide_password=False)
+        return db.url_of(f"{self.config.db_prefix}{name}", self.folder / "db" / f"{name}.sqlite",
+                         postgres=self.config.db == "postgres")
 
     def _start_localstack(self) -> None:
         say(f"starting LocalStack at {self.endpoint}")
