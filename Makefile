@@ -85,6 +85,14 @@ screenshots: $(STACK_VENVS) browser ## the console's browser test, saving its sc
 	@CONSOLE_SCREENSHOTS=docs $(BIN)/pytest tests/e2e/test_console.py -k browser -q -p no:cacheprovider
 	@ls -l docs/console-*.png
 
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or anchor fails; offline,
+# as no plugin of mkdocs.yml fetches anything. `make lint` builds it too.
+.PHONY: docs
+docs: $(BIN)/.installed ## build the documentation site into site/ (mkdocs --strict, offline); lint runs it
+	@NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+	@echo "[docs] site/ built: open site/index.html"
+lint: docs
+
 status: $(BIN)/.installed ## show every queue and DLQ (school status) of SCHOOL_ENV (default dev)
 	@AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} \
 	 AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
@@ -112,8 +120,8 @@ chaos: $(STACK_VENVS) ## fault-injection run on a stack of its own; CHAOS_EVENTS
 lint: $(BIN)/.installed ## ruff on everything
 	@$(BIN)/ruff check .
 
-typecheck: $(BIN)/.installed ## mypy on the shared library and the CDK app
-	@$(BIN)/mypy shared deploy/aws
+typecheck: $(BIN)/.installed ## mypy on the library, the services, deploy, the bench and the unit tests
+	@$(BIN)/mypy shared services deploy bench tests/unit
 
 # --- AWS (README: Deploying to AWS) ------------------------------------------------------------
 # The CDK CLI runs from the npm registry at a pinned version that reads the cloud assembly of

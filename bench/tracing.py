@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from bench.api import enrollment_ready, p50_p99, timed_calls
-from bench.consumers import Case, Run, any_events, enrollment_requests
+from bench.consumers import Case, Run, any_events, charge_requests
 from bench.report import Results
 from bench.session import Bench, BenchError, done, say, until
 from deploy.local.client import Client, ProblemError
@@ -90,7 +90,7 @@ def measure(bench: Bench, opts: TracingOptions, results: Results) -> None:
     cases = [Case("tracing.analytics", "analytics, standard queue", "analytics", "analytics",
                   any_events(opts.analytics)),
              Case("tracing.payment", "payment, FIFO, 20 groups", "payment",
-                  "payment-requests.fifo", enrollment_requests(opts.payment, 20),
+                  "payment-requests.fifo", charge_requests(opts.payment, 20),
                   databases=("payment_gateway",))]
     with receiving() as (receiver, endpoint):
         rates: dict[str, dict[str, float]] = {}

@@ -6,7 +6,7 @@ import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,15 @@ class PermanentError(Exception):
     """Raised by a handler for a failure no retry can fix: the message is dead-lettered at once."""
 
 
+class Emitter(Protocol):
+    """What handlers and commands need of a producer: `emit`, as Producer does it (the unit
+    tests' FakeProducer records the events instead)."""
+
+    def emit(self, session: Session, event_type: str, data: dict[str, Any], *,
+             correlation_id: str, causation_id: str | None = None,
+             actor: str | None = None) -> Envelope: ...
+
+
 @dataclass
 class Context:
     """What a handler gets: the event, the open transaction, a way to emit new events, and the
@@ -40,7 +49,7 @@ class Context:
 
     event: Envelope
     session: Session
-    producer: Producer | None
+    producer: Emitter | None
     resources: Any = None
 
     def emit(self, event_type: str, data: dict[str, Any]) -> Envelope:

@@ -9,17 +9,47 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from sqlalchemy import Row
 
 from shared import telemetry
 from shared.envelope import MAX_MESSAGE_BYTES, message_size
 from shared.topology import Topology, physical
 
 log = logging.getLogger(__name__)
+
+
+class OutboxRow(Protocol):
+    """The columns of an outbox row (shared.tables) that publishing reads: a SQLAlchemy Row of
+    the outbox, or a unit test's stand-in."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def attributes(self) -> str: ...
+    @property
+    def group_id(self) -> str | None: ...
+
+
+class RowToSend(OutboxRow, Protocol):
+    """A row as a batch call sends it."""
+
+    @property
+    def dedup_id(self) -> str | None: ...
+
+
+class RowToPlan(OutboxRow, Protocol):
+    """A row as batch planning sorts it, by destination."""
+
+    @property
+    def destination(self) -> str: ...
+
+
+PlannedRow = TypeVar("PlannedRow", bound=RowToPlan)
 
 BATCH = 10  # the most SendMessageBatch and PublishBatch accept in one call
 
@@ -70,7 +100,7 @@ def missing_topic(exc: ClientError, arn: str) -> ClientError:
     return ClientError({**exc.response, "Error": error}, exc.operation_name)
 
 
-def row_size(row: Row[Any]) -> int:
+def row_size(row: OutboxRow) -> int:
     return message_size(row.body, json.loads(row.attributes))
 
 
@@ -176,7 +206,7 @@ class Publisher:
             f"topic {name} does not exist: provision the topology (`school provision`); the "
             "relay does not create topics")}}, "ListTopics")
 
-    def send(self, destination: str, rows: Sequence[Row[Any]]) -> SendResult:
+    def send(self, destination: str, rows: Sequence[RowToSend]) -> SendResult:
         """One batch call; a batch refused for its content as a whole is retried row by row.
 
         Raises BotoCoreError or ClientError when the failure is not the rows' own.
@@ -204,7 +234,7 @@ class Publisher:
             bucket[int(failed["Id"])] = reason
         return result
 
-    def tracing(self, destination: str, rows: Sequence[Row[Any]]
+    def tracing(self, destination: str, rows: Sequence[RowToSend]
                 ) -> AbstractContextManager[list[Any]]:
         """The `send` spans of one batch call (shared.telemetry.sending)."""
         topic = destination == self.topology.topic.name
@@ -212,7 +242,7 @@ class Publisher:
                                  "aws.sns" if topic else "aws_sqs",
                                  "PublishBatch" if topic else "SendMessageBatch")
 
-    def _call(self, destination: str, rows: Sequence[Row[Any]]) -> dict[str, Any]:
+    def _call(self, destination: str, rows: Sequence[RowToSend]) -> dict[str, Any]:
         target = self.target(destination)
         if destination == self.topology.topic.name:
             entries = [{"Id": str(r.id), "Message": r.body,
@@ -230,7 +260,7 @@ class Publisher:
         return reply
 
     @staticmethod
-    def _sqs_entry(row: Row[Any]) -> dict[str, Any]:
+    def _sqs_entry(row: RowToSend) -> dict[str, Any]:
         entry = {"Id": str(row.id), "MessageBody": row.body,
                  "MessageAttributes": json.loads(row.attributes)}
         if row.group_id is not None:
@@ -238,8 +268,8 @@ class Publisher:
         return entry
 
 
-def plan_batches(rows: Sequence[Row[Any]], max_bytes: int = MAX_BATCH_BYTES
-                 ) -> list[tuple[str, list[Row[Any]]]]:
+def plan_batches(rows: Sequence[PlannedRow], max_bytes: int = MAX_BATCH_BYTES
+                 ) -> list[tuple[str, list[PlannedRow]]]:
     """Split pending rows (in id order) into batch calls that cannot reorder a group.
 
     A batch holds at most 10 rows adding up to at most `max_bytes`. A FIFO group contributes at
@@ -247,8 +277,8 @@ def plan_batches(rows: Sequence[Row[Any]], max_bytes: int = MAX_BATCH_BYTES
     group succeeded, the group would be out of order. Rows without a group (the topic) fill
     batches freely.
     """
-    batches: list[tuple[str, list[Row[Any]]]] = []
-    open_batch: dict[str, list[Row[Any]]] = {}
+    batches: list[tuple[str, list[PlannedRow]]] = []
+    open_batch: dict[str, list[PlannedRow]] = {}
     sizes: dict[str, int] = {}
     groups_in: dict[str, set[str]] = {}
     for row in rows:

@@ -13,10 +13,10 @@ from services.assignment.schemas import MAX_CONTENT_BYTES
 from services.assignment.tables import assignments, grader_faults, submissions
 from shared.envelope import new_id
 from shared.errors import NotFound, TooLarge
-from shared.handling import Producer
+from shared.handling import Emitter
 
 
-def create_assignment(session: Session, producer: Producer, correlation_id: str,
+def create_assignment(session: Session, producer: Emitter, correlation_id: str,
                       created_by: str | None = None, **fields: Any) -> dict[str, Any]:
     """A new assignment, recording the subject of the instructor who created it."""
     row = {"id": new_id(), "created_at": datetime.now(UTC), "created_by": created_by, **fields}
@@ -37,7 +37,7 @@ def get_assignment(session: Session, assignment_id: str, creator: str | None = N
     return dict(row._mapping)
 
 
-def submit(session: Session, producer: Producer, correlation_id: str, assignment_id: str,
+def submit(session: Session, producer: Emitter, correlation_id: str, assignment_id: str,
            student_id: str, content: str) -> dict[str, Any]:
     """Store the student's next version as received and ask for grading."""
     size = len(content.encode())

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import CursorResult, Update, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.enrollment import domain
@@ -15,10 +15,10 @@ from services.enrollment.domain import HOLDING
 from services.enrollment.tables import courses, enrollments, students
 from shared.envelope import new_id
 from shared.errors import Conflict, NotFound
-from shared.handling import Producer
+from shared.handling import Emitter
 
 
-def register_student(session: Session, producer: Producer, correlation_id: str,
+def register_student(session: Session, producer: Emitter, correlation_id: str,
                      name: str, email: str, student_id: str | None = None) -> dict[str, Any]:
     """A new student; `student_id` is the person's subject when they have signed in (a new id
     otherwise). Registering a subject twice is a conflict."""
@@ -35,7 +35,7 @@ def register_student(session: Session, producer: Producer, correlation_id: str,
     return row
 
 
-def create_course(session: Session, producer: Producer, correlation_id: str,
+def create_course(session: Session, producer: Emitter, correlation_id: str,
                   **fields: Any) -> dict[str, Any]:
     row = {"id": new_id(), "seats_taken": 0, "created_at": datetime.now(UTC), **fields}
     session.execute(insert(courses).values(row))
@@ -84,7 +84,7 @@ _TAKE_SEAT = (update(courses).where(
 _INSERT_ENROLLMENT = insert(enrollments)
 
 
-def request_enrollment(session: Session, producer: Producer, correlation_id: str,
+def request_enrollment(session: Session, producer: Emitter, correlation_id: str,
                        student_id: str, course_id: str, payment_token: str) -> dict[str, Any]:
     """Hold a seat and ask for payment (saga step 1)."""
     course = session.execute(_TAKE_SEAT, {"student_id": student_id,
@@ -106,6 +106,12 @@ def request_enrollment(session: Session, producer: Producer, correlation_id: str
     return row
 
 
+def _updated(session: Session, statement: Update) -> int:
+    """The rows an UPDATE matched. Session.execute is typed as returning a Result, but for a
+    DML statement it is a CursorResult, which alone has `rowcount`."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
 def _explain_refusal(session: Session, student_id: str, course_id: str) -> Any:
     """The checks of `_TAKE_SEAT` one by one, to raise the problem that applies. On PostgreSQL a
     concurrent commit may have changed the answer since, so when every check passes the seat is
@@ -119,24 +125,24 @@ def _explain_refusal(session: Session, student_id: str, course_id: str) -> Any:
         raise Conflict(f"Student {student_id} already has enrollment {holding.id} in "
                            f"course {course_id}.")
     # One statement checks and takes the seat, so concurrent requests cannot oversell.
-    held = session.execute(update(courses).where(
+    held = _updated(session, update(courses).where(
         courses.c.id == course_id, courses.c.seats_taken < courses.c.capacity
     ).values(seats_taken=courses.c.seats_taken + 1))
-    if held.rowcount != 1:
+    if held != 1:
         raise Conflict(f"Course {course_id} is full ({course.capacity} seats).")
     return course
 
 
-def cancel(session: Session, producer: Producer, correlation_id: str,
+def cancel(session: Session, producer: Emitter, correlation_id: str,
            enrollment_id: str, owner: str | None = None) -> dict[str, Any]:
     """Start a refund of an active enrollment (saga, cancellation); given an `owner`, only
     one of theirs."""
     row = get_enrollment(session, enrollment_id, owner)
     state = domain.next_state(row.status, "cancel")
-    changed = session.execute(update(enrollments).where(
+    changed = _updated(session, update(enrollments).where(
         enrollments.c.id == enrollment_id, enrollments.c.status == row.status
     ).values(status=state, updated_at=datetime.now(UTC))) if state else None
-    if changed is None or changed.rowcount != 1:
+    if changed is None or changed != 1:
         raise Conflict(f"Enrollment {enrollment_id} is {row.status}; only an active "
                            "enrollment can be cancelled.")
     producer.emit(session, "refund.requested", {

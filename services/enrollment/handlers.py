@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 
 from services.enrollment import domain
 from services.enrollment.tables import courses, enrollments
@@ -14,7 +15,7 @@ from shared.handling import Context, PermanentError
 log = logging.getLogger(__name__)
 
 
-def _move(ctx: Context, **changes: object) -> object | None:
+def _move(ctx: Context, **changes: object) -> Row[Any] | None:
     """Apply the transition the event makes, or None when it does not apply (logged)."""
     enrollment_id = ctx.event.data["enrollment_id"]
     row = ctx.session.execute(select(enrollments).where(

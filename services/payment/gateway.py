@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import (
     Boolean,
@@ -67,6 +68,16 @@ class Result:
     @property
     def succeeded(self) -> bool:
         return self.outcome == "succeeded"
+
+
+class Gateway(Protocol):
+    """What the payment service uses of a gateway: SimulatedGateway, or a test's fake."""
+
+    def charge(self, key: str, token: str, amount_cents: int) -> Result: ...
+
+    def refund(self, key: str, amount_cents: int) -> Result: ...
+
+    def attempts(self, *keys: str) -> int: ...
 
 
 def from_settings(settings: Settings) -> SimulatedGateway:

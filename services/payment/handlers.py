@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select, update
 
 from services.payment import domain
-from services.payment.gateway import SimulatedGateway
+from services.payment.gateway import Gateway
 from services.payment.tables import payments
 from shared.envelope import new_id
 from shared.handling import Context, PermanentError
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def charge_requested(ctx: Context) -> None:
-    gateway: SimulatedGateway = ctx.resources
+    gateway: Gateway = ctx.resources
     data = ctx.event.data
     existing = ctx.session.execute(select(payments.c.id).where(
         payments.c.enrollment_id == data["enrollment_id"])).first()
@@ -47,7 +47,7 @@ def charge_requested(ctx: Context) -> None:
 
 
 def refund_requested(ctx: Context) -> None:
-    gateway: SimulatedGateway = ctx.resources
+    gateway: Gateway = ctx.resources
     data = ctx.event.data
     row = ctx.session.execute(select(payments).where(
         payments.c.enrollment_id == data["enrollment_id"],

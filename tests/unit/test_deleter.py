@@ -17,7 +17,8 @@ class FlakySqs:
     """Refuses the first `refusals` DeleteMessageBatch calls, then deletes."""
 
     def __init__(self, refusals: int) -> None:
-        self.refusals, self.deleted = refusals, []
+        self.refusals = refusals
+        self.deleted: list[str] = []
 
     def delete_message_batch(self, QueueUrl: str, Entries: list[Any]) -> dict[str, Any]:  # noqa: N803
         if self.refusals:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from shared import cli
 from shared.masking import MASK, MASKED_EMAIL, mask_body, mask_text, sensitive
 from shared.topology import TOPOLOGY
 
-REQUESTED = {"event_id": "0b1c7a4e-6f1d-4a53-9a43-6f3c2e1d9b10",
+REQUESTED: dict[str, Any] = {"event_id": "0b1c7a4e-6f1d-4a53-9a43-6f3c2e1d9b10",
              "event_type": "enrollment.requested", "event_version": 2,
              "occurred_at": "2026-11-22T10:30:00.123Z",
              "correlation_id": "5d9f2b8e-0c1a-4e8b-b7a2-3c4d5e6f7a8b", "causation_id": None,

@@ -44,7 +44,8 @@ class FakeSns:
 
     def __init__(self, refuse: str | None = None) -> None:
         self.meta = SimpleNamespace(region_name="cn-north-1")
-        self.refuse, self.published_to = refuse, []
+        self.refuse = refuse
+        self.published_to: list[str] = []
 
     def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[Any]  # noqa: N803
                       ) -> dict[str, Any]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
@@ -27,6 +29,18 @@ from shared.topology import TOPOLOGY
 @pytest.fixture(autouse=True)
 def exporter(finished_spans: InMemorySpanExporter) -> InMemorySpanExporter:
     return finished_spans
+
+
+def parent_id(span: ReadableSpan) -> int:
+    """The span id of a finished span's parent (each span asked about has one)."""
+    assert span.parent is not None
+    return span.parent.span_id
+
+
+def attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """A finished span's attributes (each span asked about has some)."""
+    assert span.attributes is not None
+    return span.attributes
 
 
 class Clients:
@@ -68,6 +82,7 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(
             sessions.begin() as session:
         outbox.add(session, envelope)
     request_context = request.get_span_context()
+    assert isinstance(request, ReadableSpan)  # the SDK's span: it has an end time
 
     # much later, in the relay's thread, where no span is current
     clients = Clients()
@@ -87,19 +102,20 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(
         # the row holds its create span's context, a child of the request's span
         assert stored.split("-")[:3] == [
             "00", f"{create.context.trace_id:032x}", f"{create.context.span_id:016x}"]
-        assert create.parent.span_id == request_context.span_id
+        assert parent_id(create) == request_context.span_id
         assert create.kind is trace.SpanKind.PRODUCER
         # the relay's send span continues that trace, though the request ended long ago
         assert send.context.trace_id == request_context.trace_id
-        assert send.parent.span_id == create.context.span_id
+        assert parent_id(send) == create.context.span_id
+        assert send.start_time is not None and request.end_time is not None
         assert send.start_time > request.end_time
         # and what it sent carries the creation context, unchanged
         [entry] = [e for _, entries in clients.calls for e in entries if e["Id"] == str(row.id)]
         assert entry["MessageAttributes"][telemetry.TRACEPARENT]["StringValue"] == stored
-        assert send.attributes["messaging.message.id"] in (f"m-{row.id}", f"t-{row.id}")
-    fifo = spans["send payment-requests.fifo"].attributes
+        assert attributes(send)["messaging.message.id"] in (f"m-{row.id}", f"t-{row.id}")
+    fifo = attributes(spans["send payment-requests.fifo"])
     assert fifo["messaging.system"] == "aws_sqs" and fifo[telemetry.GROUP_ID] == "s-1"
-    assert spans["send school-events"].attributes["messaging.system"] == "aws.sns"
+    assert attributes(spans["send school-events"])["messaging.system"] == "aws.sns"
 
     # the consumer: its process span is a child of the creation context the message carries
     [(_, [entry])] = [(t, e) for t, e in clients.calls if t.endswith("payment-requests.fifo")]
@@ -111,7 +127,7 @@ def test_a_row_written_in_a_request_is_published_later_in_its_trace(
                       error=RuntimeError("x"))
     finished = exporter.get_finished_spans()[-1]
     assert finished.name == "process payment-requests.fifo"
-    assert finished.parent.span_id == spans["create payment-requests.fifo"].context.span_id
+    assert parent_id(finished) == spans["create payment-requests.fifo"].context.span_id
     assert finished.context.trace_id == request_context.trace_id
     assert [e.name for e in finished.events] == ["retry", "exception"]
     assert finished.status.status_code is trace.StatusCode.ERROR

@@ -90,6 +90,7 @@ def test_each_graded_submission_is_a_fact_in_the_average(engine: Engine) -> None
 
 
 def test_a_duplicate_is_counted_apart_and_changes_nothing_else(engine: Engine) -> None:
+    assert SERVICE.inbox is not None  # analytics consumes, so it declares an inbox
     dispatch = Dispatcher(db.session_factory(engine), Inbox(SERVICE.inbox, "analytics"),
                           CATALOGUE, SERVICE.consumes, on_duplicate=SERVICE.on_duplicate,
                           transaction_budget=0)

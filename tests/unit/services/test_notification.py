@@ -121,7 +121,9 @@ def test_the_sender_sends_due_emails_to_known_contacts_and_marks_them_sent(
     assert message["To"] == "Ada Lovelace <ada@example.com>"
     assert message["Subject"] == "Your enrollment is confirmed"
     assert message["X-Correlation-ID"] == CORR
-    assert "enr-1" in message.get_body(("plain",)).get_content()
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    assert "enr-1" in plain.get_content()
     by_student = {row.student_id: row for row in rows(engine)}
     sent = by_student["stu-1"]
     assert (sent.status, sent.recipient, sent.attempts, sent.last_error) == (
