@@ -40,9 +40,18 @@ def _runtime(name: str, settings: Settings | None, process: str) -> tuple[Servic
     logs.configure(name, settings.log_level)
     if service.traced:
         telemetry.configure(name, process)
-    runtime = Runtime.build(service, settings)
+    runtime = runtime_of(service, settings)
     service.check(runtime.topology, runtime.catalogue)
     return service, runtime
+
+
+def runtime_of(service: Service, settings: Settings) -> Runtime:
+    """The runtime of a process of `service`: its database engine, and its resources."""
+    engine = db.make_engine(db.database_url(service.name, settings))
+    telemetry.instrument_engine(engine)
+    resources = service.resources(settings) if service.resources else None
+    return Runtime(service.name, settings, engine, service.outbox, service.inbox,
+                   resources=resources)
 
 
 def api(name: str, settings: Settings | None = None, access: Gate | None = None) -> Flask:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import telemetry
 from shared.acks import BATCH, Deleter, Heartbeat
 from shared.attempts import Attempts
-from shared.backoff import Backoff
+from shared.consumer_config import ConsumerConfig
 from shared.envelope import Envelope, PoisonMessage
 from shared.handling import Outcome, PermanentError
 from shared.logs import bound
@@ -46,34 +45,6 @@ class Reader(Protocol):
     def handle_batch(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
                      go_on: Callable[[], bool], spans: Sequence[Any] | None = None
                      ) -> list[Outcome | Exception | None]: ...
-
-
-@dataclass(frozen=True)
-class ConsumerConfig:
-    queue_name: str  # logical name, written to `source_queue` on dead-lettered copies
-    queue_url: str
-    dlq_url: str
-    visibility_timeout: int
-    max_messages: int = 10
-    wait_seconds: int = 20
-    concurrency: int = 4  # handler threads
-    batch_size: int = 10  # messages handled in one transaction, at most
-    shutdown_deadline: float = 20.0
-    heartbeat_ratio: float = 0.7
-    backoff: Backoff = field(default_factory=Backoff)
-    max_attempts: int = 5  # the retry budget: failed handler attempts, not receives
-    window: int = 20  # messages held at once (received, not yet finished): receive-ahead bound
-    delete_linger: float = 0.05  # how long a handled message may wait for a fuller delete batch
-
-    def retry_delay(self, failures: int) -> int:
-        """Visibility, in whole seconds, before a message that failed `failures` times is tried
-        again. With the defaults a message that always fails is dead-lettered after
-        2 + 4 + 8 + 16 s at worst for a budget of 5, within the minute DESIGN asks for."""
-        return round(self.backoff.delay(failures))
-
-    @property
-    def fifo(self) -> bool:
-        return self.queue_url.endswith(".fifo")
 
 
 class Consumer:

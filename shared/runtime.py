@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, Table, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import aws, db, telemetry
 from shared.attempts import AttemptLedger
 from shared.backoff import Backoff
-from shared.consumer import Consumer, ConsumerConfig, Reader
+from shared.consumer import Consumer, Reader
+from shared.consumer_config import ConsumerConfig
 from shared.events import CATALOGUE, Catalogue
 from shared.handling import Dispatcher, Handler, Producer
 from shared.inbox import Inbox
@@ -23,9 +24,6 @@ from shared.provision import resolve
 from shared.publisher import Publisher
 from shared.settings import ConfigError, Settings
 from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
-
-if TYPE_CHECKING:
-    from shared.service import Service
 
 # How long a relay lets fewer than a batch of new rows wait for more (issue 13): at most this much
 # later one at a time, a tenth of the calls in a burst.
@@ -43,15 +41,6 @@ class Runtime:
     catalogue: Catalogue = CATALOGUE
     resources: Any = None  # the service's own (its declaration's `resources`)
     _clients: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, service: Service, settings: Settings) -> Runtime:
-        """The runtime of a process of `service`: its database engine, and its resources."""
-        engine = db.make_engine(db.database_url(service.name, settings))
-        telemetry.instrument_engine(engine)
-        resources = service.resources(settings) if service.resources else None
-        return cls(service.name, settings, engine, service.outbox, service.inbox,
-                   resources=resources)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -6,17 +6,15 @@ is spent; a permanent failure or an unreadable body is copied to the DLQ at once
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.acks import Heartbeat
 from shared.attempts import Attempts
+from shared.consumer_config import ConsumerConfig
 from shared.envelope import Envelope
 from shared.handling import Outcome
-
-if TYPE_CHECKING:
-    from shared.consumer import ConsumerConfig
 
 log = logging.getLogger(__name__)
 Message = dict[str, Any]

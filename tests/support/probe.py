@@ -18,7 +18,8 @@ from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Tabl
 
 from shared.attempts import AttemptLedger
 from shared.backoff import Backoff
-from shared.consumer import Consumer, ConsumerConfig
+from shared.consumer import Consumer
+from shared.consumer_config import ConsumerConfig
 from shared.events import Catalogue
 from shared.handling import Context, Dispatcher, PermanentError
 from shared.inbox import Inbox

@@ -1,11 +1,11 @@
-"""Exponential backoff with full jitter, capped (DESIGN section 5: the consumer runtime)."""
+"""Exponential backoff with full jitter, capped, as the consumer runtime retries."""
 
 from __future__ import annotations
 
 import pytest
 
 from shared.backoff import Backoff
-from shared.consumer import ConsumerConfig
+from shared.consumer_config import ConsumerConfig
 from shared.settings import Settings
 from shared.topology import TOPOLOGY, QueueSpec
 
