@@ -1,4 +1,4 @@
-"""`make bench` (issue 13): the emulator's raw limits, each consumer's rate, SQS + SNS calls per
+"""`make bench`: the emulator's raw limits, each consumer's rate, SQS + SNS calls per
 hop, idle receives and the API's latency, measured side by side in one run on one LocalStack of
 its own. Prints a table (median and min-max of --runs runs) and writes var/bench/bench-<db>.json
 and var/bench/bench-<db>.png. DB=postgres runs it on PostgreSQL."""

@@ -1,5 +1,5 @@
 """A counting HTTP proxy between the services and LocalStack: every SQS and SNS API call is
-counted by action, and ReceiveMessage also by queue. Counted, not estimated (issue 13).
+counted by action, and ReceiveMessage also by queue. Counted, not estimated.
 
 SQS speaks its JSON protocol (the action is the `X-Amz-Target: AmazonSQS.<Action>` header, the
 queue the `QueueUrl` of the JSON body); SNS its query protocol (`Action=` in the form body). The

@@ -1,4 +1,4 @@
-"""Part `tracing` (issue 16): what tracing costs. The same measurements with tracing off (no
+"""Part `tracing`: what tracing costs. The same measurements with tracing off (no
 OTLP endpoint: the OpenTelemetry API is a no-op), on (every span and metric exported over
 OTLP/HTTP to a receiver in the bench's own process), and on without the SQLAlchemy spans
 (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy), one after another in each run:

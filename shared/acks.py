@@ -1,5 +1,5 @@
 """What a consumer tells SQS about the messages it holds, off the handlers' path: the visibility
-heartbeat of long-held messages, and the deletes of handled ones, in batches (issue 13)."""
+heartbeat of long-held messages, and the deletes of handled ones, in batches, for throughput."""
 
 from __future__ import annotations
 

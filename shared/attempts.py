@@ -2,7 +2,7 @@
 
 SQS counts receives, and a FIFO message handed back untried (held behind a failed message of its
 group) is received again all the same, so a budget of receives dead-letters messages that were
-never tried (issue 12). This ledger counts what the budget is about: handler attempts that
+never tried. This ledger counts what the budget is about: handler attempts that
 failed. A failure is written in its own short transaction, after the handler's transaction rolled
 back; success writes nothing, so the common path costs nothing extra.
 """

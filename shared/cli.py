@@ -125,7 +125,7 @@ def dlq_list(settings: Settings, sqs: Any, spec: QueueSpec, out: Any = sys.stdou
     listed = held = _drain(sqs, url, visibility=30)
     if spec.fifo and len(held) < waiting:
         # A FIFO group is locked while any of its messages is in flight, so the messages after
-        # the first batch of a group stay hidden while we hold it (issue 12: 20 of 21 shown).
+        # the first batch of a group stay hidden while we hold it (a listing once showed 20 of 21).
         release(sqs, url, held)
         held = []
         listed = _list_fifo(sqs, url)

@@ -1,4 +1,4 @@
-"""The consumer runtime shared by every worker (DESIGN section 5).
+"""The consumer runtime shared by every worker.
 
 Long-poll receive; one outcome per message; transient failures back off through the visibility
 timeout, counted as handler attempts (not receives) against a retry budget, after which the
@@ -6,7 +6,7 @@ consumer dead-letters the message itself; poison messages are copied to the DLQ 
 reason; FIFO groups run strictly in order, a failure holding back only its own group;
 long handlers get their visibility extended; SIGTERM finishes in-flight work within a deadline.
 
-For throughput (issue 13) the consumer receives while it handles, holding at most a window of
+For throughput the consumer receives while it handles, holding at most a window of
 messages; handler threads take what is ready in batches, one transaction per batch with a
 savepoint per message (a FIFO group stays with one thread, in order); handled messages are
 deleted in batches of 10 from a thread of their own, each only after its transaction committed.

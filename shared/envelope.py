@@ -1,4 +1,4 @@
-"""The event envelope (DESIGN section 4): body, message attributes and the 256 KiB limit."""
+"""The event envelope every message carries: body, message attributes and the 256 KiB limit."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ class Envelope:
 
 @cache
 def _envelope_schema() -> EnvelopeSchema:
-    """Built once, on first use: load() keeps no state between calls (issue 13)."""
+    """Built once, on first use (building a schema costs more than loading with it): load()
+    keeps no state between calls, so threads may share it."""
     return EnvelopeSchema()
 
 

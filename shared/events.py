@@ -1,4 +1,4 @@
-"""The event catalogue (DESIGN section 4): one marshmallow schema per (event_type, version).
+"""The event catalogue: one marshmallow schema per (event_type, version).
 
 Consumers upcast older versions to the newest they know; anything they cannot read is a poison
 message. Tests may build their own Catalogue; services use CATALOGUE.
@@ -55,7 +55,7 @@ class EventKind:
     @cached_property
     def loader(self) -> Schema:
         """One instance per kind: building a marshmallow schema costs more than loading with
-        it, and load() keeps no state between calls, so threads may share it (issue 13)."""
+        it, and load() keeps no state between calls, so threads may share it."""
         return self.schema()
 
 
@@ -177,7 +177,7 @@ class _PriceValidator(validate.Validator):
 def _catalogue() -> Catalogue:
     cat = Catalogue()
     reg = cat.register
-    # Personal data and payment tokens travel only where they must (DESIGN section 12): the
+    # Personal data and payment tokens travel only where they must: the
     # topic's events carry ids, and what one consumer alone needs goes to its queue only, as
     # a private message (shared.topology): a contact to notification, a charge to payment.
     # The versions before the split carried both; `carried` reads them in the queue they reach.

@@ -113,8 +113,8 @@ class Dispatcher:
     def handle_batch(self, envelopes: Sequence[Envelope], keys: Sequence[str | None],
                      go_on: Callable[[], bool], spans: Sequence[Span | None] | None = None
                      ) -> list[Outcome | Exception | None]:
-        """Handle several events in few transactions, each event in a savepoint of its own
-        (issue 13): a transaction takes events until it has run `transaction_budget` seconds,
+        """Handle several events in few transactions, each event in a savepoint of its own,
+        for throughput: a transaction takes events until it has run `transaction_budget` seconds,
         so a batch of quick events costs one commit and a slow one holds no lock for long.
 
         Each event's result is its outcome, or the exception that rolled it back alone (or the

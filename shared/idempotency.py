@@ -1,6 +1,6 @@
 """HTTP idempotency: a retry with the same Idempotency-Key and body gets the first response, its
-status and body; the same key with another body is refused as invalid, a 422 (DESIGN section
-5). Keys are kept for a retention, then purged (`purge`)."""
+status and body; the same key with another body is refused as invalid, a 422. Keys
+are kept for a retention, then purged (`purge`)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from shared.envelope import Envelope
 @cache
 def _claim(table: Table, dialect: str) -> Any:
     """The claim statement, built once per table and dialect: its parameters come with each
-    call, so SQLAlchemy compiles it once (issue 13: once per message was a tenth of a handler)."""
+    call, so SQLAlchemy compiles it once (compiling it per message cost a tenth of a handler)."""
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
     return (insert.on_conflict_do_nothing(index_elements=["consumer", "event_id"])
             .returning(table.c.event_id))
@@ -32,9 +32,9 @@ class Inbox:
         """Record the event as handled; False if this consumer already handled it.
 
         INSERT ... ON CONFLICT DO NOTHING, on both databases: no savepoint is needed to survive
-        the duplicate, which a batch of messages in one transaction would pay for each message
-        (issue 13). On PostgreSQL a concurrent claim of the same event waits on the primary key
-        until the first transaction ends, then inserts nothing: exactly one applies the effects.
+        the duplicate, which a batch of messages in one transaction would pay for each message. On
+        PostgreSQL a concurrent claim of the same event waits on the primary key until the first
+        transaction ends, then inserts nothing: exactly one applies the effects.
         """
         inserted = session.execute(_claim(self.table, session.get_bind().dialect.name), {
             "consumer": self.consumer, "event_id": envelope.event_id,
@@ -44,7 +44,7 @@ class Inbox:
 
     def purge(self, engine: Engine, keep: timedelta) -> int:
         """Delete rows older than `keep`, which must outlast the DLQ's 14-day retention so a
-        redriven duplicate is still recognised (DESIGN section 5)."""
+        redriven duplicate is still recognised and applies nothing twice."""
         cutoff = datetime.now(UTC) - keep
         with engine.begin() as conn:
             result = conn.execute(delete(self.table).where(self.table.c.handled_at < cutoff))

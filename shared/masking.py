@@ -1,6 +1,6 @@
 """What an operator is shown of a dead letter: its body with payment tokens and emails masked
-(DESIGN section 12), field by field, the rest left readable. For display only: a redrive moves
-the original message, never what this returns.
+(an operator needs neither), field by field, the rest left readable. For display only: a
+redrive moves the original message, never what this returns.
 
 The rule, in one place:
 

@@ -91,7 +91,7 @@ def platform_v1(*, outbox: bool) -> Steps:
 
 def platform_v2(*, outbox: bool) -> Steps:
     """Revision 2: outbox rows in backoff or set aside as dead, and handler attempts counted
-    for the retry budget (issue 12)."""
+    for the retry budget (attempts, not SQS receives)."""
     def upgrade() -> None:
         if outbox:
             with op.batch_alter_table("outbox") as batch:

@@ -1,4 +1,4 @@
-"""The transactional outbox and its relay (DESIGN section 5).
+"""The transactional outbox and its relay: an event leaves only if its change committed.
 
 A service writes its change and its outgoing messages in one transaction (`Outbox.add`); the relay
 publishes pending rows in order per destination and group, up to 10 and 256 KiB per batch call,
@@ -54,7 +54,7 @@ class Outbox:
     @staticmethod
     def _row(destination: str, group_id: str | None, envelope: Envelope, system: str
              ) -> dict[str, Any]:
-        # The creation context travels with the row (issue 16): the relay publishes it later.
+        # The creation context travels with the row, so the trace goes on when the relay publishes.
         attributes = envelope.attributes() | telemetry.created(destination, system, {
             "correlation_id": envelope.correlation_id, "event_type": envelope.event_type,
             "event_id": envelope.event_id, "causation_id": envelope.causation_id,
@@ -96,7 +96,7 @@ class Relay:
                  row_backoff: Backoff | None = None, linger: float = 0.0) -> None:
         self.engine, self.table, self.publisher = engine, table, publisher
         # Rows younger than `linger` wait for more while no destination has a whole batch of
-        # them (issue 13): under a burst a call carries 10 rows, not the few of one commit.
+        # them: under a burst a call carries 10 rows, not the few of one commit.
         self.linger, self.hold_for = linger, 0.0
         self.backoff = backoff or Backoff(base=0.5, cap=30.0)
         self.row_backoff = row_backoff or Backoff(base=1.0, cap=300.0)
@@ -247,7 +247,7 @@ class Relay:
         self._wake.set()
 
     def wake_on_commit(self, sessions: sessionmaker[Session]) -> None:
-        """Wake this relay when a session of `sessions` commits outbox rows (issue 13): a
+        """Wake this relay when a session of `sessions` commits outbox rows: a
         handler's events leave at once instead of after the polling pause. Rows committed by
         another process (the API's) are still found by polling every `interval`."""
         def committed(session: Session) -> None:

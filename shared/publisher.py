@@ -164,7 +164,7 @@ class Publisher:
         return self._targets[destination]
 
     def topic_arn(self, name: str) -> str:
-        """The topic's ARN, built rather than asked of SNS (issue 14: no sns:CreateTopic).
+        """The topic's ARN, built rather than asked of SNS, so no role needs sns:CreateTopic.
 
         CreateTopic needs a permission to create, and against a missing topic it creates an
         empty one, without subscriptions, that swallows every event. The ARN is built from the
@@ -179,7 +179,7 @@ class Publisher:
         holds here because one set of credentials deploys all the stacks. A topic that does
         not exist fails PublishBatch with NotFound, and the relay backs off (`_call`).
 
-        An emulator started as DESIGN section 8 says (`SERVICES=sqs,sns`) has no STS: there the
+        An emulator started with SQS and SNS alone (`SERVICES=sqs,sns`) has no STS: there the
         topic is looked up by name with ListTopics, which the emulator does not restrict. On
         AWS STS always answers, so a task role never needs sns:ListTopics either.
         """

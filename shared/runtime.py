@@ -25,7 +25,7 @@ from shared.publisher import Publisher
 from shared.settings import ConfigError, Settings
 from shared.topology import TOPOLOGY, QueueSpec, Topology, physical
 
-# How long a relay lets fewer than a batch of new rows wait for more (issue 13): at most this much
+# How long a relay lets fewer than a batch of new rows wait for more: at most this much
 # later one at a time, a tenth of the calls in a burst.
 RELAY_LINGER = 0.05
 
@@ -103,7 +103,7 @@ class Runtime:
                           resources=self.resources, **options)
 
     def transaction_budget(self) -> float:
-        """How long one transaction may take further events of a batch (issue 13). On SQLite
+        """How long one transaction may take further events of a batch (for throughput). On SQLite
         0.1 s: its one writer cannot deadlock, and a batch then costs one commit. On PostgreSQL
         0, one event per transaction: two batches (threads, or worker tasks) that update the
         same rows in different orders deadlock, and the analytics counters did so at once."""
@@ -123,7 +123,7 @@ class Runtime:
 
     def handler_threads(self) -> int:
         """SCHOOL_CONSUMER_CONCURRENCY, else by database: on SQLite one thread, since threads
-        only queue on its single writer (issue 13: one thread handled more than four); on
+        only queue on its single writer (measured, one thread handled more than four); on
         PostgreSQL four, whose transactions do run side by side."""
         if self.settings.consumer_concurrency:
             return self.settings.consumer_concurrency

@@ -2,7 +2,7 @@
 
 Every string a client sends goes through `Text`: PostgreSQL cannot store a NUL character in a text
 column (psycopg refuses it), and a lone surrogate (a JSON "\\ud800" escape) cannot be encoded for
-either database, so both are a 422 here rather than a database error later (issue 12)."""
+either database, so both are a 422 here rather than a database error (a 500) later."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 gunicorn refuses a request it cannot or will not parse (a request line over LIMIT_REQUEST_LINE
 bytes, a header field over LIMIT_REQUEST_FIELD_SIZE, more than LIMIT_REQUEST_FIELDS headers, a
 malformed line) before the Flask app sees it, and answers in text/html. ProblemWorker answers
-those in application/problem+json like every other error (issue 12); the limits stay bounded."""
+those in application/problem+json like every other error; the limits stay bounded."""
 
 from __future__ import annotations
 

@@ -56,7 +56,9 @@ class Service:
     resources: Callable[[Settings], Any] | None = None
     simulator: Simulator | None = None
     errors: Mapping[type[DomainError], int] = field(default_factory=dict)  # beyond shared.web's
-    traced: bool = True  # exports its spans when tracing is on (not the console, issue 17)
+    # Exports its spans when tracing is on; not the operations console, whose own requests are
+    # no one's journey.
+    traced: bool = True
     # A browser sign-in beside bearer tokens (shared.access.Sessions), built per API process.
     sessions: Callable[[Runtime], Any] | None = None
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("enrollment", "payment", "assignment", "notification", "analytics")
-# The one place the services' ports are written (DESIGN section 2).
+# The one place the services' ports are written: everything else reads them from here.
 PORTS = {"enrollment": 8001, "payment": 8002, "assignment": 8003, "notification": 8004,
          "analytics": 8005, "console": 8000, "issuer": 8006}
-# The operations console (issue 17): a process in the services' shape, with a database of its
+# The operations console: a process in the services' shape, with a database of its
 # own (the spans it has received), that consumes no queue and publishes nothing.
 CONSOLE = "console"
 

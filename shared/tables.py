@@ -65,7 +65,8 @@ def outbox_table(metadata: MetaData) -> Table:
 
 
 def inbox_table(metadata: MetaData) -> Table:
-    """Events already handled, per consumer: the idempotency record (DESIGN section 5)."""
+    """Events already handled, per consumer: the idempotency record, so that a redelivered
+    event applies nothing twice."""
     return Table(
         "inbox", metadata,
         Column("consumer", String(100), primary_key=True),
@@ -77,7 +78,7 @@ def inbox_table(metadata: MetaData) -> Table:
 
 def attempts_table(metadata: MetaData) -> Table:
     """Failed handler attempts per (consumer, event): the retry budget counts these, not SQS
-    receives, so a message handed back untried spends nothing (DESIGN section 10)."""
+    receives, so a message handed back untried spends nothing."""
     return Table(
         "handler_attempts", metadata,
         Column("consumer", String(100), primary_key=True),
@@ -89,7 +90,7 @@ def attempts_table(metadata: MetaData) -> Table:
 
 
 def idempotency_table(metadata: MetaData) -> Table:
-    """First responses to POSTs sent with an Idempotency-Key (DESIGN section 5), purged after
+    """First responses to POSTs sent with an Idempotency-Key, replayed to a retry, purged after
     their retention (shared.idempotency.purge, by created_at)."""
     return Table(
         "idempotency_keys", metadata,

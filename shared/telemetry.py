@@ -1,4 +1,4 @@
-"""Traces and metrics with OpenTelemetry (issue 16; DESIGN section 10).
+"""Traces and metrics with OpenTelemetry: one trace per request, across every queue.
 
 Nothing is exported unless an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, or the traces
 or metrics one): then each process exports OTLP/HTTP with `service.name` = its service, and the
@@ -55,7 +55,7 @@ _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 # (messaging.rocketmq.message.group, messaging.gcp_pubsub.message.ordering_key).
 GROUP_ID = "messaging.aws_sqs.message.group_id"
 # A create span carries the ids of the event's data that name a conversation's subject, as
-# `school.key.<name>`: what the console searches by (issue 17).
+# `school.key.<name>`: what the operations console searches by.
 KEY_PREFIX = "school.key."
 SEARCH_KEYS = ("enrollment_id", "student_id", "submission_id", "assignment_id", "course_id",
                "payment_id")
@@ -199,7 +199,7 @@ def created(destination: str, system: str, event: Mapping[str, Any],
                   "school.event_type": event["event_type"], "school.event_id": event["event_id"]}
     if event.get("causation_id"):
         attributes["school.causation_id"] = event["causation_id"]
-    # The ids an operator searches a conversation by (the console, issue 17).
+    # The ids an operator searches a conversation by (in the operations console).
     data = event.get("data") or {}
     attributes |= {f"{KEY_PREFIX}{name}": str(data[name]) for name in SEARCH_KEYS
                    if data.get(name) is not None}

@@ -1,7 +1,7 @@
 """The messaging topology: the one place where queue and topic names and attributes live.
 
 Local provisioning, the AWS stacks, IAM policies, `school status` and the tests all read this
-module (DESIGN section 3). Physical names are `<SCHOOL_ENV>-<name>`.
+module. Physical names are `<SCHOOL_ENV>-<name>`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ LONG_POLL_SECONDS = 20
 # Every event id is one group's, so deduplicating per group changes nothing else.
 HIGH_THROUGHPUT_FIFO = {"DeduplicationScope": "messageGroup",
                         "FifoThroughputLimit": "perMessageGroupId"}
-# A queue's RedrivePolicy maxReceiveCount is only a safety net (DESIGN section 10): the consumer
+# A queue's RedrivePolicy maxReceiveCount is only a safety net: the consumer
 # counts handler attempts against the spec's `max_receive_count` and dead-letters the message
 # itself. Receives also grow when a message is handed back untried (held behind a failed message
 # of its FIFO group, released at shutdown), so the net sits far above any budget. It still
@@ -68,7 +68,7 @@ class QueueSpec:
 
     name: str
     consumer: str
-    max_receive_count: int  # the retry budget: handler attempts, not receives (DESIGN 10)
+    max_receive_count: int  # the retry budget: handler attempts, not receives
     visibility_timeout: int
     events: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()
@@ -83,7 +83,7 @@ class QueueSpec:
 
     @property
     def sqs_attributes(self) -> dict[str, str]:
-        """The queue's further SQS attributes: a FIFO queue is high-throughput (issue 13), its
+        """The queue's further SQS attributes: a FIFO queue is high-throughput, its
         limit per message group rather than per queue, and `attributes` may add or override."""
         return (HIGH_THROUGHPUT_FIFO if self.fifo else {}) | dict(self.attributes)
 

@@ -1,7 +1,7 @@
 """What every service's Flask app shares: problem+json errors (RFC 9457), X-Correlation-ID,
 /healthz, /readyz, /openapi.json and Swagger UI at /docs, served without a CDN.
 
-Hostile input (issue 12) ends here as a 4xx problem, never a 500: a body nested deeper than
+Hostile input ends here as a 4xx problem, never a 500: a body nested deeper than
 MAX_JSON_DEPTH is a 400, an id in a path that no record can have is a 404, and an
 X-Correlation-ID that could not travel as an SQS message attribute is replaced by a new id."""
 

@@ -1,4 +1,5 @@
-"""What a consumer holds: the messages received and not yet finished or handed back (issue 13).
+"""What a consumer holds: the messages received and not yet finished or handed back, so that
+receiving runs ahead of handling.
 
 The receiver adds what it receives while a whole receive still fits; handler threads take ready
 messages in batches, shared fairly among them. On a FIFO queue a group is claimed by one thread

@@ -21,7 +21,7 @@ DEAD_LETTER = ("sqs:SendMessage", "sqs:GetQueueUrl")
 SEND = ("sqs:SendMessage", "sqs:GetQueueUrl")
 # The relay publishes in batches (sns:Publish authorises PublishBatch). It builds the topic's ARN
 # from STS GetCallerIdentity, which needs no permission (shared/publisher.py, Publisher.topic_arn),
-# so no task role may create topics (issue 14).
+# so no task role may create topics (a CreateTopic against a missing topic makes an empty one).
 PUBLISH = ("sns:Publish",)
 # The topic and the queues are encrypted with the messaging stack's KMS key (SSE-KMS). SQS and SNS
 # call KMS as the caller: whoever sends or publishes needs a data key, and whoever receives
@@ -54,7 +54,7 @@ def access(service: str, topology: Topology = TOPOLOGY) -> Access:
                   tuple(sends), bool(produced))
 
 
-# The operations console (issue 17) reads every queue and DLQ (depth, in flight: attributes; the
+# The operations console reads every queue and DLQ (depth, in flight: attributes; the
 # URL from the name), lists a DLQ's messages by receiving them and handing them straight back
 # (visibility 0), and redrives them one by one, each sent again to the source queue and then
 # deleted from the DLQ. Not with SQS's move task: its calls are SQS's own, outside the VPC

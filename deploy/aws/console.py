@@ -1,4 +1,4 @@
-"""The operations console's stack (issue 17), deployed alone like a service's
+"""The operations console's stack, deployed alone like a service's
 (`School-<env>-console`).
 
 It holds one Fargate task of the console's API behind an internal load balancer, health-checked

@@ -1,4 +1,4 @@
-"""The edge: what stands between the internet and the APIs (DESIGN section 11).
+"""The edge: what stands between the internet and the APIs.
 
 `make synth`, `make diff` and `make deploy` read CERTIFICATE_ARN (an ACM certificate in the
 deployment's region for `*.DOMAIN_NAME`) and DOMAIN_NAME from the environment; deploy/aws/app.py

@@ -1,4 +1,4 @@
-"""The identity provider's stack (`School-<env>-identity`, DESIGN section 11): the Cognito user
+"""The identity provider's stack (`School-<env>-identity`): the Cognito user
 pool whose access tokens every API and the console accept, its four groups (the roles of
 `cognito:groups`), an app client per kind of client, and its hosted sign-in pages.
 
@@ -36,7 +36,7 @@ from deploy.aws.edge import settings
 from deploy.aws.scan import skip
 from shared.settings import CONSOLE, PORTS
 
-# The roles of DESIGN section 11; precedence only orders them in `cognito:preferred_role`.
+# The roles shared.access knows; precedence only orders them in `cognito:preferred_role`.
 GROUPS = {"admin": "everything in the domain, analytics, registering others",
           "operator": "the operations console: queues, dead letters, redrives",
           "instructor": "courses, assignments and their submissions",

@@ -23,7 +23,7 @@ _AWS = ec2.InterfaceVpcEndpointAwsService
 # What a task in a private subnet calls: its queues, the topic, STS (the relay builds the topic's
 # ARN from GetCallerIdentity), its logs, its database secret, its image (ECR's API and registry;
 # the layers come from S3, through the gateway endpoint), and X-Ray and CloudWatch metrics, the
-# paths of the tracing collector each task will have (issue 16); until then those two are idle.
+# paths of the tracing collector each task will have; until then those two are idle.
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Sqs": _AWS.SQS, "Sns": _AWS.SNS, "Sts": _AWS.STS, "Logs": _AWS.CLOUDWATCH_LOGS,
     "SecretsManager": _AWS.SECRETS_MANAGER, "EcrApi": _AWS.ECR, "EcrDocker": _AWS.ECR_DOCKER,

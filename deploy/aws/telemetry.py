@@ -1,4 +1,4 @@
-"""Each task's AWS Distro for OpenTelemetry collector (issue 16): the services export OTLP/HTTP
+"""Each task's AWS Distro for OpenTelemetry collector: the services export OTLP/HTTP
 to it on the task's loopback (shared/telemetry.py), and it sends traces to X-Ray and to the
 operations console (which draws its conversations from them, deploy/aws/console.py), and
 metrics to CloudWatch (as embedded-metric-format log lines in the service's metrics log

@@ -1,6 +1,6 @@
 """`python -m deploy.local.keep -- <command>`: run one process of the Procfile and restart it when
 it crashes. honcho stops every process as soon as one exits, so without this a killed worker took
-the whole of `make up` down, LocalStack and its in-memory queues with it (issue 12, defect 6).
+the whole of `make up` down, LocalStack and its in-memory queues with it.
 
 - A crash (a non-zero exit code, or death by a signal such as SIGKILL) is restarted after a
   backoff: `--backoff-base` seconds, doubled for each crash in a row up to `--backoff-cap`, and

@@ -1,4 +1,4 @@
-"""`make traces`: see the traces of a local stack, with nothing to install (issue 16).
+"""`make traces`: see the traces of a local stack, with nothing to install.
 
 An OTLP/HTTP receiver on 127.0.0.1:4318 (protobuf, as the services' exporters send it). Each
 trace is printed as a tree once no span of it has arrived for a few seconds; with `--svg DIR`

@@ -38,7 +38,7 @@ class Stack:
         # The local stack is for trying things out: the simulated gateway's switch is on.
         os.environ.setdefault("SCHOOL_SIMULATOR_CONTROLS", "1")
         # Every process exports its spans to the console, which draws the conversations from
-        # them (issue 17), unless an OTLP endpoint is set already (`make traces`, a collector).
+        # them, unless an OTLP endpoint is set already (`make traces`, a collector).
         self.console_traces = not any(os.environ.get(name) for name in (
             "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
         if self.console_traces:

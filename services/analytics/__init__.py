@@ -1,1 +1,1 @@
-"""The analytics service (DESIGN section 2)."""
+"""The analytics service: counters by event type, revenue by currency, and scores."""

@@ -1,1 +1,1 @@
-"""The assignment service (DESIGN section 2)."""
+"""The assignment service: assignments, their submissions and the grading of each."""

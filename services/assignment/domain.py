@@ -1,4 +1,4 @@
-"""Grading rules (DESIGN section 6), without I/O: keyword score, late penalty, plagiarism."""
+"""Grading rules, without I/O: keyword score, late penalty, plagiarism."""
 
 from __future__ import annotations
 

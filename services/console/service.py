@@ -1,4 +1,4 @@
-"""The operations console (issue 17): a process in the services' shape that consumes no queue
+"""The operations console: a process in the services' shape that consumes no queue
 and publishes nothing. It reads the queues (attributes, and the DLQs' messages, which it can
 redrive) and keeps the spans the other processes export to it, from which it draws every
 conversation. It traces nothing itself: its own requests would be journeys of no one.

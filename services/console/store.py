@@ -1,6 +1,6 @@
 """The console's record of journeys: the spans the processes export, kept one row each.
 
-Every process of the stack exports its spans over OTLP/HTTP (issue 16); `make up` points their
+Every process of the stack exports its spans over OTLP/HTTP; `make up` points their
 trace exporters at the console (`/v1/traces`). `Store.ingest` keeps the spans that tell a
 conversation's story: the request that started it, each event's `create` (who wrote it, in
 answer to what), `send` (when the relay published it) and every `process` attempt with its

@@ -1,7 +1,7 @@
 """The console's own database: the spans it has received, the journeys' record.
 
 The console reads no service's database. What it shows of a conversation comes from the spans
-every process already exports (issue 16): a `create` span per outbox row (the event, who wrote
+every process already exports for tracing: a `create` span per outbox row (the event, who wrote
 it, what caused it), a `send` span when the relay published it, a `process` span per attempt of
 each consumer with its outcome, and the request that started it all. It keeps one row per span,
 and the ids a conversation can be searched by.

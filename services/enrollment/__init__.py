@@ -1,1 +1,1 @@
-"""The enrollment service (DESIGN section 2)."""
+"""The enrollment service: students, courses and their enrollments, and the enrollment saga."""

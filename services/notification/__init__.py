@@ -1,1 +1,1 @@
-"""The notification service (DESIGN section 2)."""
+"""The notification service: the emails a student is sent, and what became of each."""

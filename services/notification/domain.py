@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.topology import TOPOLOGY
 
-# The notification queue (shared.topology) receives what this service needs (DESIGN section 6):
+# The notification queue (shared.topology) receives what this service needs:
 # contact.recorded, sent to it alone, feeds the contacts; student.registered (v1 carried the
 # contact, and is read as contact.recorded; v2 carries only the id) asks for nothing more; every
 # other event of its filter sends an email.

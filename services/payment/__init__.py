@@ -1,1 +1,1 @@
-"""The payment service (DESIGN section 2)."""
+"""The payment service: charges and refunds through the payment gateway."""

@@ -1,5 +1,5 @@
 """The payment service's rules, without I/O: the gateway's idempotency keys, and what a
-gateway result makes of a payment (DESIGN section 6)."""
+gateway result makes of a payment."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ class SimulatedGateway:
 
 def _no_flush_wait(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     """The simulator stands in for a remote provider, whose latency is not simulated either:
-    its commits do not wait for the disk flush (issue 13: that flush was a third of a payment
+    its commits do not wait for the disk flush (measured, that flush was a third of a payment
     worker's time). A killed process loses nothing (SQLite WAL with synchronous=NORMAL, and
     PostgreSQL with synchronous_commit=off, stay consistent); only a power loss could drop the
     last attempts. The services' own databases keep full durability."""

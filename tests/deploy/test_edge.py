@@ -1,4 +1,4 @@
-"""The edge (DESIGN sections 9 and 11), in both syntheses: with CERTIFICATE_ARN and
+"""The edge in front of the APIs, in both syntheses: with CERTIFICATE_ARN and
 DOMAIN_NAME every API load balancer is internet-facing on HTTPS 443 under a TLS 1.3 policy, its
 port 80 only redirects, and the platform's WAFv2 web ACL (two AWS managed rule groups, a rate
 limit per client address) is associated with it; without them every load balancer is internal

@@ -1,4 +1,4 @@
-"""The identity provider's stack (DESIGN section 11): the Cognito user pool, its four groups, its
+"""The identity provider's stack: the Cognito user pool, its four groups, its
 three public app clients (authorization code with PKCE, no secret), its hosted domain, and the
 trigger that refuses a token to an admin or an operator without TOTP, whose decision logic is
 unit-tested here as well (deploy/aws/mfa_gate.py)."""

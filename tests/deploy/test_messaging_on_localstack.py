@@ -3,7 +3,7 @@ its own with CloudFormation, CloudWatch, SSM and KMS besides SQS and SNS (the ot
 ECS and RDS, which LocalStack's community edition does not have). What CloudFormation builds from
 the template must be what `make up` provisions from the topology, and must behave like it.
 
-The template encrypts the topic and the queues with the messaging key (issue 15), which it
+The template encrypts the topic and the queues with the messaging key (SSE-KMS), which it
 imports from the platform stack, with the SQS endpoint's id. The platform stack needs EC2 and ECS
 beyond the community edition, so a stand-in is deployed first: the platform template's own
 messaging key and alias, with the exports the messaging template imports (the endpoint's id a

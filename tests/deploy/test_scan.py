@@ -1,4 +1,4 @@
-"""Every synthesized template, scanned by checkov (issue 15): no failed check, and every skipped
+"""Every synthesized template, scanned by checkov: no failed check, and every skipped
 one carries its reason next to its resource (deploy/aws/scan.py).
 
 checkov runs from its own environment, .venv-scan (`make venv`), offline (--skip-download).
@@ -69,9 +69,9 @@ def test_every_skip_gives_its_reason(scan: dict[str, Any]) -> None:
 
 
 def test_the_seeds_checks_pass_and_are_not_skipped(scan: dict[str, Any]) -> None:
-    """What issue 15 builds is checked, not waved through: queue and topic encryption with a
-    KMS key, the trail's encryption, validation and multi-region, the bucket's public access
-    block and versioning, key rotation."""
+    """The seeds' security controls are checked, not waved through: queue and topic encryption
+    with a KMS key, the trail's encryption, validation and multi-region, the bucket's public
+    access block and versioning, key rotation."""
     passed = {c["check_id"] for c in scan["results"]["passed_checks"]}
     skipped = {c["check_id"] for c in scan["results"]["skipped_checks"]}
     seeds = {"CKV_AWS_27",  # SQS queue encrypted

@@ -1,4 +1,4 @@
-"""Issue 15: the seeds' security and audit in the synthesized stacks: customer-managed KMS keys,
+"""The seeds' security and audit in the synthesized stacks: customer-managed KMS keys,
 VPC endpoints and queue policies bound to them, the CloudTrail trail and its bucket, and the
 DLQs' redrive restrictions."""
 

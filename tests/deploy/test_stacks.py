@@ -1,5 +1,5 @@
 """The AWS stacks, as synthesized: resources and properties, and each service's permissions,
-and the operations console's, checked against the topology itself (DESIGN section 9)."""
+and the operations console's, checked against the topology itself."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def test_alarms_watch_every_dlq_and_every_queue_s_oldest_message(
 
 
 def expected_grants(service: str) -> set[tuple[str, str]]:
-    """What DESIGN section 9 gives a service, computed here from the topology and catalogue."""
+    """The grants a service's task role must hold, computed here from topology and catalogue."""
     wanted = set()
     for spec in TOPOLOGY.queues:
         if spec.consumer == service:
@@ -165,7 +165,7 @@ def test_the_task_role_has_exactly_what_the_topology_gives(
 
 @pytest.mark.parametrize("stack", ["platform", "identity", "messaging", *SERVICES, CONSOLE])
 def test_no_role_may_create_or_manage_topics(templates: dict[str, Any], stack: str) -> None:
-    """Issue 14: the relay builds the topic's ARN (STS GetCallerIdentity needs no permission), so
+    """The relay builds the topic's ARN (STS GetCallerIdentity needs no permission), so
     no task role holds sns:CreateTopic, nor any SNS action but Publish."""
     for s in statements(templates[stack]):
         if s["effect"] == "Allow":
@@ -300,7 +300,7 @@ def test_the_worker_scales_on_backlog_per_task(templates: dict[str, Any],
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_dead_outbox_rows_alarm(templates: dict[str, Any], service: str) -> None:
-    """Issue 12: an outbox row SQS can never accept is set aside as dead and alarms on AWS."""
+    """A regression: an outbox row SQS can never accept is set aside as dead and alarms on AWS."""
     stack = templates[service]
     filters = of_type(stack, "AWS::Logs::MetricFilter")
     alarms = [a["Properties"] for a in of_type(stack, "AWS::CloudWatch::Alarm").values()
@@ -329,7 +329,7 @@ def test_cfn_lint_finds_no_errors(assembly_dir: Path) -> None:
 
 
 def test_every_fifo_queue_is_high_throughput() -> None:
-    """Issue 13: deduplication and the throughput quota per message group, not per queue."""
+    """High throughput: deduplication and the throughput quota per message group, not queue."""
     template = Template.from_stack(MessagingStack(App(), "Probe", env_name="t1"))
     for spec in TOPOLOGY.queues:
         if spec.fifo:
@@ -419,7 +419,7 @@ def test_each_task_sends_traces_to_xray_and_metrics_to_cloudwatch_through_a_coll
         "CollectorWritesMetrics": (sorted(EMF_WRITE), {"Fn::GetAtt": [metrics_group, "Arn"]})}
 
 
-# --- The operations console (issue 17) ---------------------------------------------------------
+# --- The operations console --------------------------------------------------------------------
 # Written out here, not imported from deploy/aws/access.py: a widened list there must fail.
 CONSOLE_INSPECTS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")  # every queue and DLQ
 CONSOLE_ON_DLQS = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")

@@ -1,6 +1,6 @@
 """Every service answers whatever Schemathesis sends it as its OpenAPI document says: no 5xx, a
 documented status, the documented content type (problem+json for every error) and a body that
-matches the documented schema (issue 12, defect 4).
+matches the documented schema.
 
 The services run as real processes under gunicorn, on the session's LocalStack and a real database
 (DB=postgres included), because gunicorn's own limits and PostgreSQL's refusals (NUL characters,
@@ -51,8 +51,8 @@ def test_gunicorn_limits_answer_in_problem_json(client: Client, path: str,
     assert reply.json()["status"] == status
 
 
-# Each of these was a 500 on PostgreSQL before issue 12's fix; on SQLite most were a 500 too, or a
-# 201 storing what PostgreSQL would refuse (a NUL, a four-character currency).
+# Each of these was once a 500 on PostgreSQL, before the hostile-input fixes; on SQLite most were
+# a 500 too, or a 201 storing what PostgreSQL would refuse (a NUL, a four-character currency).
 HOSTILE = [
     ("POST", "enrollment", "/students", '{"name": "Ada\\u0000", "email": "ada@example.com"}', 422),
     ("POST", "enrollment", "/students", '{"name": "Ada\\ud800", "email": "ada@example.com"}', 422),

@@ -1,4 +1,4 @@
-"""The assignment pipeline end to end: real processes, HTTP, LocalStack (DESIGN section 6)."""
+"""The assignment pipeline end to end: real processes, HTTP, LocalStack."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`make chaos`, reduced: its own stack, about 150 enrollments and every kind of fault, run as
-`python -m deploy.local.chaos` is by `make chaos`; every invariant must hold (issue 12)."""
+`python -m deploy.local.chaos` is by `make chaos`; every invariant must hold."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The operations console (issue 17) on a stack of all five services and the console, every
+"""The operations console on a stack of all five services and the console, every
 process exporting its spans to it as `make up` has them do: conversations in causal order with
 who produced and who handled each event, search, `school trace`, the DLQs with their reasons and
 redrive (one message, FIFO order kept; all of a standard DLQ), and the page in a real browser,

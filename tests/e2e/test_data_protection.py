@@ -1,4 +1,4 @@
-"""Personal data and payment tokens only where they must go (DESIGN section 12), end to end: all
+"""Personal data and payment tokens only where they must go, end to end: all
 five services and the SMTP sink as real processes on LocalStack.
 
 A saga is run with a planted name, email and payment token, each unique to this run, so that a

@@ -1,4 +1,4 @@
-"""The enrollment saga end to end: real processes, HTTP only, LocalStack (DESIGN section 6)."""
+"""The enrollment saga end to end: real processes, HTTP only, LocalStack."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_a_flaky_gateway_succeeds_on_the_third_attempt(school: School) -> None:
 
 def test_payments_held_behind_a_flaky_one_are_never_dead_lettered_untried(
         school: School, sqs, saga_stack) -> None:
-    """Issue 12: one student enrolling with tok_flaky_2, tok_flaky_2, tok_ok. Each failure of
+    """A regression: one student enrolling with tok_flaky_2, tok_flaky_2, tok_ok. Each failure of
     the first two handed the later requests of the student's FIFO group back untried, and those
     receives counted toward maxReceiveCount (3): the last two ended in the DLQ, the tok_ok one
     never charged. The budget now counts handler attempts."""

@@ -1,7 +1,7 @@
 """`make up`'s orchestrator, end to end: it starts LocalStack itself, provisions the whole
 topology, migrates every database, starts the Procfile, prints its banner, runs `make demo`'s
-scenario against it (which kills the payment worker), survives a SIGKILLed worker (issue 12,
-defect 6), and on SIGTERM stops everything it started."""
+scenario against it (which kills the payment worker), survives a SIGKILLed worker (one
+once took the whole stack down), and on SIGTERM stops everything it started."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def up_demo_kill_stop(tmp_path: Path, db_kind: str, otel: dict[str, str]) -> Non
             assert f"http://127.0.0.1:{ports[service]}" in banner
             with urllib.request.urlopen(f"http://127.0.0.1:{ports[service]}/readyz") as ready:
                 assert ready.status == 200
-        # Lost with LocalStack if a killed worker took the stack down (issue 12, defect 6).
+        # Lost with LocalStack if a killed worker took the stack down, as one once did.
         marker = sqs.create_queue(QueueName=f"{env_name}-marker")["QueueUrl"]
         before_demo = running(tmp_path / "run")
         assert set(before_demo) == {"honcho", "localstack", "smtp.1", "issuer.1",

@@ -1,5 +1,5 @@
 """Notification and analytics end to end: all five services and the SMTP sink as real processes,
-events through the SNS topic and the standard queues of LocalStack (DESIGN sections 2 and 6)."""
+events through the SNS topic and the standard queues of LocalStack."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One trace per request across every queue (issue 16): all five services export OTLP/HTTP to a
+"""One trace per request across every queue: all five services export OTLP/HTTP to a
 receiver in this process, and one enrollment's spans form one connected trace."""
 
 from __future__ import annotations

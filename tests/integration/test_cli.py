@@ -69,7 +69,7 @@ def test_dlq_list_shows_why_and_keeps_the_messages(sqs, provisioned):
 
 
 def test_dlq_list_shows_every_message_of_a_fifo_dlq_and_keeps_their_order(sqs, provisioned):
-    """Issue 12: a FIFO group is locked once its first messages are received, so the listing
+    """A regression: a FIFO group is locked once its first messages are received, so the listing
     showed 20 of 21. Now every message is listed, and each group keeps its order."""
     ref = provisioned.queues["payment-requests.fifo"]
     sent = [dead_letter(sqs, ref.dlq_url, "retries_exhausted") for _ in range(15)]

@@ -1,4 +1,4 @@
-"""The consumer runtime against LocalStack and a real database (DESIGN section 5)."""
+"""The consumer runtime against LocalStack and a real database."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def test_a_slow_handler_keeps_its_message_invisible(sqs, probe_stack):
 
 
 def test_messages_held_behind_a_failing_one_spend_none_of_their_budget(sqs, probe_stack):
-    """Issue 12: a1 and a2 each fail twice, a3 never fails, with a budget of 3 attempts. Every
+    """A regression: a1 and a2 each fail twice, a3 never fails, with a budget of 3 attempts. Every
     failure of a1 and a2 hands a3 back untried, and each of those receives used to count toward
     maxReceiveCount: a3 was dead-lettered without ever being tried."""
     ref = probe_stack.queue(FIFO)

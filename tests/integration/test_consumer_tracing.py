@@ -1,4 +1,4 @@
-"""The consumer's process spans against LocalStack and a real database (issue 16): each message
+"""The consumer's process spans against LocalStack and a real database: each message
 is processed under a child of the creation context it carries, and its outcome (handled,
 duplicate, retry, dead-lettered) is on that span."""
 

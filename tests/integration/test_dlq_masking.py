@@ -1,4 +1,4 @@
-"""Dead letters shown to operators mask payment tokens and emails (DESIGN section 12), in
+"""Dead letters shown to operators mask payment tokens and emails, in
 `school dlq list` and in the console's /api/dlqs, on LocalStack; a redrive still moves the
 original message. Each test plants its own dead letters on a topology of its own, with a token
 and an address no other test uses, so a string found anywhere in what is shown is a leak."""

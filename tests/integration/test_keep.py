@@ -1,6 +1,6 @@
 """deploy/local/keep.py, the supervisor of each Procfile process, with real processes: a crash is
 restarted after a doubling, capped backoff that starts over after a stable run; a stop signal is
-forwarded and nothing is restarted after it (issue 12, defect 6). No LocalStack, no database."""
+forwarded and nothing is restarted after it. No LocalStack, no database."""
 
 from __future__ import annotations
 

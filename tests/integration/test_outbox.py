@@ -167,7 +167,7 @@ def outbox_rows(engine) -> dict[str, Any]:
 
 def test_six_100_kb_events_are_published_in_batches_within_the_size_limit(
         sqs, sns, probe_stack):
-    """Issue 12: the relay filled batches by count alone; SNS refused six 100 KB messages in one
+    """A regression: the relay filled batches by count alone; SNS refused six 100 KB messages in one
     PublishBatch (BatchRequestTooLong) and the relay retried that batch for ever."""
     outbox = Outbox(probe.outbox, TOPOLOGY)
     events = [Envelope("probe.ping", 1, {"group": f"g{i}", "n": 1, "essay": "x" * 100_000},
@@ -186,7 +186,7 @@ def test_six_100_kb_events_are_published_in_batches_within_the_size_limit(
 
 def test_a_row_refused_for_ever_is_set_aside_and_holds_back_only_its_group(
         sqs, sns, probe_stack, caplog):
-    """Issue 12: one row SQS can never accept (a group id with a space) jammed the relay, which
+    """A regression: one row SQS can never accept (a group id with a space) jammed the relay, which
     logged an error five times a second for ever."""
     bad, after_bad, other = ping("Jane Doe", 1), ping("Jane Doe", 2), ping("ok", 1)
     write_rows(probe_stack.engine, [
@@ -224,7 +224,7 @@ def outbox_rows_list(engine) -> list[Any]:
 
 
 def test_blocked_rows_never_fill_the_read_window(sqs, sns, probe_stack):
-    """Issue 12: once 100 refused rows waited, they filled the relay's 100-row read window and
+    """A regression: once 100 refused rows waited, they filled the relay's 100-row read window and
     nothing behind them was ever published."""
     doomed = [ping(f"bad {i}", 1) for i in range(30)]
     good = [ping(f"good{i}", 1) for i in range(5)]

@@ -1,4 +1,4 @@
-"""The real topology of DESIGN section 3, provisioned on LocalStack."""
+"""The real topology (shared.topology), provisioned on LocalStack."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def test_every_queue_has_its_attributes_and_dlq(sqs, settings, provisioned):
         assert main["ReceiveMessageWaitTimeSeconds"] == "20"
         assert dlq["MessageRetentionPeriod"] == str(14 * 24 * 3600)
         assert main["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
-        # the DLQ admits its own source queue only, as on AWS (issue 15)
+        # the DLQ admits its own source queue only, as on AWS
         assert json.loads(dlq["RedriveAllowPolicy"]) == {
             "redrivePermission": "byQueue", "sourceQueueArns": [ref.arn]}
         assert (main.get("FifoQueue") == "true") == spec.fifo == (dlq.get("FifoQueue") == "true")
-        if spec.fifo:  # high-throughput FIFO (issue 13)
+        if spec.fifo:  # high-throughput FIFO
             assert (main["DeduplicationScope"], main["FifoThroughputLimit"]) == (
                 "messageGroup", "perMessageGroupId")
         assert ref.url.endswith("/" + physical(settings.school_env, spec.name))

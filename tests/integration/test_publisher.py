@@ -1,4 +1,4 @@
-"""The publisher finds the topic without sns:CreateTopic (issue 14), against LocalStack: the ARN
+"""The publisher finds the topic without sns:CreateTopic, against LocalStack: the ARN
 it builds is the provisioned topic's, events reach the topic's subscribers, and a topic that does
 not exist is refused clearly and stays missing."""
 
@@ -82,7 +82,7 @@ def test_a_missing_topic_is_refused_clearly_and_not_created(sqs, sns, probe_stac
 
 @pytest.fixture(scope="module")
 def sqs_and_sns_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A LocalStack started as DESIGN section 8 says, `SERVICES=sqs,sns`: no STS."""
+    """A LocalStack started with SQS and SNS alone, `SERVICES=sqs,sns`: no STS."""
     if os.environ.get("STACK") == "containers":
         from tests.support.containers import localstack_container
         with localstack_container("sqs", "sns") as url:

@@ -1,4 +1,4 @@
-"""Issue 13: the consumer receives while it handles, handles a batch in one transaction with a
+"""Throughput: the consumer receives while it handles, handles a batch in one transaction with a
 savepoint per message, deletes in batches; the relay publishes as soon as a handler commits."""
 
 from __future__ import annotations

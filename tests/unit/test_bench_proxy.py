@@ -1,4 +1,4 @@
-"""`make bench` counts calls by what each request is (issue 13): check its classifier."""
+"""`make bench` counts calls by what each request is: check its classifier."""
 
 from __future__ import annotations
 

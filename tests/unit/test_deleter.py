@@ -1,4 +1,4 @@
-"""The deleter's failures are its own (issue 14: a failed delete was once logged as a failed
+"""The deleter's failures are its own (a failed delete was once logged as a failed
 receive): a refused DeleteMessageBatch is logged as a delete, retried, and nothing is lost."""
 
 from __future__ import annotations

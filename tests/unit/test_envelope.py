@@ -1,4 +1,4 @@
-"""The envelope: body, attributes, parsing and the 256 KiB limit (DESIGN section 4)."""
+"""The envelope: body, attributes, parsing and the 256 KiB limit."""
 
 from __future__ import annotations
 

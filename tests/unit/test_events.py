@@ -1,4 +1,4 @@
-"""The event catalogue: schemas, producers, poison reasons and upcasting (DESIGN section 4)."""
+"""The event catalogue: schemas, producers, poison reasons and upcasting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields
 from shared.envelope import Envelope, PoisonMessage
 from shared.events import CATALOGUE, Catalogue
 
-CONTRACT = {  # event type -> (newest version, producer), DESIGN sections 2, 4 and 12
+CONTRACT = {  # event type -> (newest version, producer), as the contract has them
     "student.registered": (2, "enrollment"), "contact.recorded": (1, "enrollment"),
     "course.created": (1, "enrollment"), "enrollment.requested": (3, "enrollment"),
     "charge.requested": (1, "enrollment"), "enrollment.confirmed": (1, "enrollment"),

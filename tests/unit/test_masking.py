@@ -1,4 +1,4 @@
-"""Dead letters as operators see them (DESIGN section 12): payment tokens and emails masked
+"""Dead letters as operators see them: payment tokens and emails masked
 field by field, the rest of the body readable and in its order."""
 
 from __future__ import annotations

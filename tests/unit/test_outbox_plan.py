@@ -1,4 +1,4 @@
-"""The relay's batch planning and the outbox's routing (DESIGN section 5), without a network."""
+"""The relay's batch planning and the outbox's routing, without a network."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def ids(plan: Plan) -> list[list[int]]:
 
 
 def test_a_batch_stays_within_the_request_size_limit() -> None:
-    """Issue 12: six 100 KB submissions in one batch call were refused (BatchRequestTooLong)
+    """A regression: six 100 KB submissions in one batch call were refused (BatchRequestTooLong)
     and retried for ever. A batch call's bodies and attributes add up to at most 256 KiB."""
     attributes = '{"event_type": {"DataType": "String", "StringValue": "submission.received"}}'
     rows = [Row(i, "topic", None, "x" * 100_000, attributes) for i in range(1, 7)]

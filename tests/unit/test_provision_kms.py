@@ -1,5 +1,5 @@
 """The provisioner meets a queue encrypted with a customer-managed KMS key, as the AWS stacks
-build them (issue 15). AWS then reports SqsManagedSseEnabled as false; LocalStack reports it as
+build them. AWS then reports SqsManagedSseEnabled as false; LocalStack reports it as
 true whatever the key, so this is checked against a stand-in that answers as AWS does."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How the publisher finds the topic (issue 14): its ARN built from the caller's identity, never
+"""How the publisher finds the topic: its ARN built from the caller's identity, never
 with CreateTopic, and a missing topic refused clearly. Fakes only; the same against LocalStack is
 in tests/integration/test_publisher.py."""
 
@@ -126,7 +126,7 @@ def test_queues_are_still_found_by_url() -> None:
 
 
 class NoSts:
-    """An emulator started with SERVICES=sqs,sns (DESIGN section 8): STS is not there."""
+    """An emulator started with SERVICES=sqs,sns: STS is not there."""
 
     def get_caller_identity(self) -> dict[str, str]:
         raise ClientError({"Error": {"Code": "InternalFailure",

@@ -1,4 +1,4 @@
-"""The relay's linger (issue 13): a few young rows wait a moment for more, up to a whole batch."""
+"""The relay's linger: a few young rows wait a moment for more, up to a whole batch."""
 
 from __future__ import annotations
 

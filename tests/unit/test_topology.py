@@ -1,4 +1,4 @@
-"""The topology as the contract's table (DESIGN section 3), and the settings."""
+"""The topology as the contract's table of queues, and the settings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shared.events import CATALOGUE
 from shared.settings import ConfigError, Settings
 from shared.topology import TOPOLOGY, physical, safe_group_id
 
-QUEUES = {  # name -> (fifo, maxReceiveCount, visibility, DLQ), DESIGN section 3
+QUEUES = {  # name -> (fifo, maxReceiveCount, visibility, DLQ), as the contract has them
     "notifications": (False, 5, 30, "notifications-dlq"),
     "analytics": (False, 5, 30, "analytics-dlq"),
     "payment-requests.fifo": (True, 3, 60, "payment-requests-dlq.fifo"),
@@ -89,7 +89,7 @@ def test_direct_destinations_route_events_to_their_fifo_queue() -> None:
 
 
 def test_what_carries_a_token_or_a_contact_is_private_to_its_queue() -> None:
-    """DESIGN section 12: the topic, and so the analytics queue, sees neither."""
+    """Data protection: the topic, and so the analytics queue, sees neither."""
     private = {e for e in CATALOGUE.event_types() if not TOPOLOGY.published(e)}
     assert private == {"charge.requested", "contact.recorded"}
     assert TOPOLOGY.queue("payment-requests.fifo").private == ("charge.requested",)
@@ -171,7 +171,7 @@ def test_settings_refuse_an_env_that_cannot_name_a_queue(env: str) -> None:
 @pytest.mark.parametrize("raw", ["Jane Doe", "élève", "a\tb", "", "x" * 129, "a%20b c",
                                  "a:" + "é" * 200])
 def test_every_group_id_is_valid_by_construction(raw: str) -> None:
-    """Issue 12: a student_id such as `Jane Doe` became a MessageGroupId SQS refuses for ever."""
+    """A regression: a student_id such as `Jane Doe` became a MessageGroupId SQS always refuses."""
     group = safe_group_id(raw)
     assert 1 <= len(group) <= 128
     assert all(c.isascii() and (c.isalnum() or c in string.punctuation) for c in group), group

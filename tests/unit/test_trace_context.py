@@ -1,4 +1,4 @@
-"""The trace context survives the outbox (issue 16): a row written in a request carries its
+"""The trace context survives the outbox: a row written in a request carries its
 creation context, and a relay that publishes it much later, in another thread with no current
 span, still sends it as the request's trace; the consumer's process span continues it."""
 

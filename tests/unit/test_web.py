@@ -1,5 +1,4 @@
-"""The shared web helpers on a small app: problem+json, correlation ids, health, docs
-(DESIGN section 7)."""
+"""The shared web helpers on a small app: problem+json, correlation ids, health, docs."""
 
 from __future__ import annotations
 
@@ -176,7 +175,7 @@ def test_a_405_says_which_methods_are_allowed() -> None:
     assert "POST" in reply.headers.get("Allow", "")
 
 
-# --- hostile input (issue 12, defect 4) ----------------------------------------------------------
+# --- hostile input: a 4xx problem, never a 500 ----------------------------------------------------
 
 def nested(depth: int) -> str:
     """A body whose name is a value nested `depth` levels deep (the object itself is level 1)."""

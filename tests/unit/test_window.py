@@ -1,4 +1,4 @@
-"""The consumer's window (issue 13): what it holds, and how threads share it, without SQS."""
+"""The consumer's window: what it holds, and how threads share it, without SQS."""
 
 from __future__ import annotations
 

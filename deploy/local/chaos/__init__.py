@@ -1,4 +1,4 @@
-"""`make chaos`: the project's own fault-injection run (issue 12, DESIGN section 10).
+"""`make chaos`: the project's own fault-injection run, the delivery guarantees under faults.
 
 It starts a stack of its own (SCHOOL_ENV, LocalStack, ports, databases), drives a seeded workload
 through the public HTTP APIs while it kills workers, freezes LocalStack, stops the SMTP sink,

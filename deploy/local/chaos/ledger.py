@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 HOLDING = ("pending_payment", "active", "cancelling")
-JANE = "Jane Doe"  # a student_id with a space: it must not jam the assignment outbox (issue 12)
+JANE = "Jane Doe"  # a student_id with a space: it once jammed the assignment outbox
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Loaded by the LocalStack process when a test asks it for KMS (deploy/local/localstack.py).
 
-LocalStack 4.13.1, the last release that runs on Python 3.11 (DESIGN section 8), names each key's
+LocalStack 4.13.1, the last release that runs on Python 3.11 (the project's), names each key's
 material with `uuid.uuid5(namespace, key_material)`, passing bytes. Python 3.12 accepts bytes
 there; 3.11 raises "encoding without a string argument", so every kms:CreateKey fails. This gives
 3.11's uuid5 the 3.12 behaviour for bytes, and changes nothing for a str."""
