@@ -25,10 +25,10 @@ from shared import telemetry
 from shared.acks import BATCH, Deleter, Heartbeat
 from shared.attempts import Attempts
 from shared.consumer_config import ConsumerConfig
-from shared.envelope import Envelope, PoisonMessage
+from shared.envelope import DeadLetterReason, Envelope, PoisonMessage
 from shared.handling import Outcome, PermanentError
 from shared.logs import bound
-from shared.settle import Settler
+from shared.settle import Settled, Settler
 from shared.window import Window
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class Consumer:
             while late := self.window.retire(group_id, delay):  # received while handed back
                 self._release(late, outcomes, delay)
 
-    def _read(self, message: Message) -> Envelope | Outcome:
+    def _read(self, message: Message) -> Envelope | Settled:
         attrs = message.get("MessageAttributes", {})
         correlation = attrs.get("correlation_id", {}).get("StringValue")
         with bound(correlation=correlation, event=None):
@@ -192,10 +192,10 @@ class Consumer:
                 return self.settler.dead_letter(message, exc.reason, exc.detail)
             except Exception as exc:  # reading is pure: no retry could ever read it either
                 log.exception("could not read a message", extra={"outcome": "unreadable"})
-                return self.settler.dead_letter(message, "unreadable", repr(exc))
+                return self.settler.dead_letter(message, DeadLetterReason.UNREADABLE, repr(exc))
 
     def _settle(self, message: Message, envelope: Envelope | None,
-                result: Outcome | Exception | None, failed: dict[str, int],
+                result: Settled | Outcome | Exception | None, failed: dict[str, int],
                 outcomes: dict[str, Outcome] | None, spans: dict[str, Any]) -> None:
         """Turn a message's result into its outcome: delete, retry, dead-letter or hand back."""
         key = self._group_id(message)
@@ -207,24 +207,26 @@ class Consumer:
                               visible_in_s=delay, behind_failed_group=key in failed)
             return
         if isinstance(result, PermanentError):
-            outcome = self.settler.dead_letter(message, "permanent_failure",
+            settled = self.settler.dead_letter(message, DeadLetterReason.PERMANENT_FAILURE,
                                                str(result) or type(result).__name__)
         elif isinstance(result, Exception):
             assert envelope is not None
-            outcome = self.settler.failed(message, envelope, result)
+            settled = self.settler.failed(message, envelope, result)
+        elif isinstance(result, Settled):  # unreadable: dead-lettered as it was read
+            settled = result
         else:
-            outcome = result
+            settled = Settled(result)
             if envelope is not None:
-                log.info("%s %s", outcome.value, envelope.event_type,
-                         extra={"outcome": outcome.value})
+                log.info("%s %s", result.value, envelope.event_type,
+                         extra={"outcome": result.value})
+        outcome = settled.outcome
         if outcome is Outcome.RETRY and key is not None:
-            failed[key] = message.get("retry_delay", 0)
+            failed[key] = settled.retry_in or 0
         elif isinstance(result, Exception) and key is not None:
             failed.setdefault(key, 0)  # dead-lettered: the group's later messages come back now
         telemetry.settled(span, self.config.queue_name, outcome.value,
                           error=result if isinstance(result, Exception) else None,
-                          retry_in_s=message.get("retry_delay") if outcome is Outcome.RETRY
-                          else None, reason=message.get("dlq_reason"))
+                          retry_in_s=settled.retry_in, reason=settled.reason)
         if outcome in _DONE:
             self.deleter.add(message)
         if outcomes is not None:

@@ -6,6 +6,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -19,10 +20,26 @@ class MessageTooLarge(ValueError):
     """An event whose message would exceed SQS's 256 KiB limit: refused, never truncated."""
 
 
+class DeadLetterReason(StrEnum):
+    """Why a message is in a dead-letter queue: its `dlq_reason` attribute, one of these."""
+
+    BROKEN_JSON = "broken_json"  # the body is not JSON
+    INVALID_ENVELOPE = "invalid_envelope"  # not an envelope, or one that fails its schema
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"  # no schema of that type
+    UNSUPPORTED_VERSION = "unsupported_version"  # newer than the newest known, or unknown
+    INVALID_DATA = "invalid_data"  # the data fail their version's schema
+    UNHANDLED_EVENT_TYPE = "unhandled_event_type"  # this consumer has no handler for it
+    UNREADABLE = "unreadable"  # reading raised something else
+    PERMANENT_FAILURE = "permanent_failure"  # the handler said no retry can help
+    RETRIES_EXHAUSTED = "retries_exhausted"  # the retry budget is spent
+    # Moved by SQS's RedrivePolicy (the safety net), so without a dlq_reason attribute.
+    MAX_RECEIVE_COUNT_EXCEEDED = "max_receive_count_exceeded"
+
+
 class PoisonMessage(Exception):
     """A message no retry can fix: it goes to the dead-letter queue at once with `reason`."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -90,14 +107,15 @@ class Envelope:
         try:
             raw = json.loads(body)
         except (TypeError, ValueError) as exc:
-            raise PoisonMessage("broken_json", f"body is not JSON ({exc})") from None
+            raise PoisonMessage(DeadLetterReason.BROKEN_JSON, f"body is not JSON ({exc})") from None
         if not isinstance(raw, dict):
-            raise PoisonMessage("invalid_envelope", "body is not a JSON object")
+            raise PoisonMessage(DeadLetterReason.INVALID_ENVELOPE, "body is not a JSON object")
         schema = _envelope_schema()
         try:
             schema.load(raw)
         except ValidationError as exc:
-            raise PoisonMessage("invalid_envelope", json.dumps(exc.messages)) from None
+            raise PoisonMessage(DeadLetterReason.INVALID_ENVELOPE,
+                                json.dumps(exc.messages)) from None
         fields_: dict[str, Any] = {name: raw.get(name) for name in schema.fields}
         return cls(**fields_)
 

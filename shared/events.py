@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from shared.envelope import Envelope, PoisonMessage
+from shared.envelope import DeadLetterReason, Envelope, PoisonMessage
 from shared.text import Printable
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -125,14 +125,16 @@ class Catalogue:
         try:
             latest = self.latest(env.event_type)
         except KeyError:
-            raise PoisonMessage("unknown_event_type", f"no schema for {env.event_type!r}") from None
+            raise PoisonMessage(DeadLetterReason.UNKNOWN_EVENT_TYPE,
+                                f"no schema for {env.event_type!r}") from None
         if env.event_version > latest:
             raise PoisonMessage(
-                "unsupported_version",
+                DeadLetterReason.UNSUPPORTED_VERSION,
                 f"{env.event_type} v{env.event_version} is newer than v{latest}, the newest known",
             )
         if (env.event_type, env.event_version) not in self._kinds:
-            raise PoisonMessage("unsupported_version", f"{env.event_type} v{env.event_version}")
+            raise PoisonMessage(DeadLetterReason.UNSUPPORTED_VERSION,
+                                f"{env.event_type} v{env.event_version}")
         latest = latest if upto is None else upto
         try:
             data = self.validate(env.event_type, env.event_version, env.data)
@@ -140,7 +142,8 @@ class Catalogue:
                 data = self._upcasters[(env.event_type, version)](data)
                 data = self.validate(env.event_type, version + 1, data)
         except ValidationError as exc:
-            raise PoisonMessage("invalid_data", json.dumps(exc.messages, default=str)) from None
+            raise PoisonMessage(DeadLetterReason.INVALID_DATA,
+                                json.dumps(exc.messages, default=str)) from None
         return replace(env, event_version=latest, data=_plain(data))
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import telemetry
-from shared.envelope import Envelope, PoisonMessage
+from shared.envelope import DeadLetterReason, Envelope, PoisonMessage
 from shared.events import Catalogue
 from shared.inbox import Inbox
 from shared.logs import bound
@@ -102,7 +102,7 @@ class Dispatcher:
     def read(self, body: str) -> Envelope:
         envelope = self.catalogue.read(body, self.handlers)
         if envelope.event_type not in self.handlers:
-            raise PoisonMessage("unhandled_event_type",
+            raise PoisonMessage(DeadLetterReason.UNHANDLED_EVENT_TYPE,
                                 f"{self.inbox.consumer} has no handler for {envelope.event_type}")
         return envelope
 
