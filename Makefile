@@ -117,8 +117,29 @@ bench: $(STACK_VENVS) $(BIN)/.bench-installed ## consumers vs raw SQS, calls per
 chaos: $(STACK_VENVS) ## fault-injection run on a stack of its own; CHAOS_EVENTS, CHAOS_SEED, DB=postgres
 	@$(BIN)/python -m deploy.local.chaos
 
-lint: $(BIN)/.installed ## ruff on everything
+# The AsyncAPI specification's own JSON Schema, which docs/asyncapi.json is checked against
+# (deploy/asyncapi.py): @asyncapi/specs from the npm registry at a pinned version (the module's
+# SPECS_VERSION), its tarball checked against a pinned SHA-256, only the 3.0.0 schema and the
+# licence kept, in var/ (git-ignored: fetched, never committed). lint and the tests fetch it.
+ASYNCAPI_SPECS := 6.11.1
+ASYNCAPI_SPECS_SHA256 := 01af8744dc33c0c7eb2e908f6a955319ee58b70ecadc9387d1aeb16c0cd28928
+ASYNCAPI_SCHEMA := var/asyncapi-specs-$(ASYNCAPI_SPECS)/3.0.0-without-id.json
+$(ASYNCAPI_SCHEMA):
+	@command -v npm >/dev/null || { echo "[asyncapi] fetching @asyncapi/specs needs npm (Node.js)" >&2; exit 2; }
+	@echo "[asyncapi] fetching @asyncapi/specs@$(ASYNCAPI_SPECS) from the npm registry..."
+	@rm -rf $(@D).part && mkdir -p $(@D).part
+	@cd $(@D).part && npm pack --silent @asyncapi/specs@$(ASYNCAPI_SPECS) >/dev/null
+	@echo "$(ASYNCAPI_SPECS_SHA256)  $(@D).part/asyncapi-specs-$(ASYNCAPI_SPECS).tgz" | sha256sum --check --quiet
+	@tar -xzmf $(@D).part/asyncapi-specs-$(ASYNCAPI_SPECS).tgz -C $(@D).part package/LICENSE 'package/schemas/3.0.0-without-$$id.json'
+	@mkdir -p $(@D) && mv $(@D).part/package/LICENSE $(@D)/LICENSE
+	@mv '$(@D).part/package/schemas/3.0.0-without-$$id.json' $@ && rm -rf $(@D).part
+	@echo "[asyncapi] $@ ready"
+test test-unit lint: $(ASYNCAPI_SCHEMA)
+
+lint: $(BIN)/.installed ## ruff, the import contracts, the AsyncAPI document and the docs site
 	@$(BIN)/ruff check .
+	@$(BIN)/lint-imports --no-cache
+	@$(BIN)/python -m deploy.asyncapi --check --spec-schema $(ASYNCAPI_SCHEMA)
 
 typecheck: $(BIN)/.installed ## mypy on the library, the services, deploy, the bench and the unit tests
 	@$(BIN)/mypy shared services deploy bench tests/unit
