@@ -80,7 +80,7 @@ demo: $(BIN)/.installed ## a narrated scenario of every service and failure path
 traces: $(BIN)/.installed ## receive OTLP/HTTP on 127.0.0.1:4318 and print each trace; TRACES_ARGS="--svg DIR"
 	@$(BIN)/python -m deploy.local.traces $(TRACES_ARGS)
 
-# The README's pictures of the console, taken by its browser test on a stack of its own.
+# The docs' pictures of the console, taken by its browser test on a stack of its own.
 screenshots: $(STACK_VENVS) browser ## the console's browser test, saving its screenshots into docs/
 	@CONSOLE_SCREENSHOTS=docs $(BIN)/pytest tests/e2e/test_console.py -k browser -q -p no:cacheprovider
 	@ls -l docs/console-*.png
@@ -144,17 +144,17 @@ lint: $(BIN)/.installed ## ruff, the import contracts, the AsyncAPI document and
 typecheck: $(BIN)/.installed ## mypy on the library, the services, deploy, the bench and the unit tests
 	@$(BIN)/mypy shared services deploy bench tests/unit
 
-# --- AWS (README: Deploying to AWS) ------------------------------------------------------------
+# --- AWS (docs/aws.md) -------------------------------------------------------------------------
 # The CDK CLI runs from the npm registry at a pinned version that reads the cloud assembly of
 # the pinned aws-cdk-lib (pyproject.toml); it needs Node.js, which jsii needs for synth anyway.
 CDK := npx --yes aws-cdk@2.1148.1
 DEPLOY_ENV ?= prod
 STACKS := platform identity messaging enrollment payment assignment notification analytics console
 export DEPLOY_ENV
-# The edge (README: the edge and the identity provider): an ACM certificate for *.DOMAIN_NAME in
+# The edge (docs/aws.md, the edge and the identity provider): an ACM certificate for *.DOMAIN_NAME in
 # the deployment's region. Both or neither; without them every load balancer is internal.
 export CERTIFICATE_ARN DOMAIN_NAME
-# jsii prints a long warning on every run under Node 20, which it still runs on (README).
+# jsii prints a long warning on every run under Node 20, which it still runs on (docs/aws.md).
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 
 synth: $(BIN)/.installed ## synthesize every AWS stack into cdk.out/ (offline); CERTIFICATE_ARN, DOMAIN_NAME

@@ -70,7 +70,7 @@ def api(name: str, settings: Settings | None = None, access: Gate | None = None)
 
 def gate(settings: Settings, sessions: Sessions | None = None) -> Gate:
     """The access check of an API: an API without an identity provider refuses to start rather
-    than serve anyone (README: Access)."""
+    than serve anyone (docs/security.md)."""
     if not settings.oidc_issuer or not settings.oidc_client_ids:
         raise ConfigError("OIDC_ISSUER and OIDC_CLIENT_IDS must be set: an API accepts only "
                           "access tokens of the school's identity provider (make up sets them)")

@@ -5,7 +5,7 @@ call is one of three kinds.
 - `command(rt, action, ...)`: an action in one transaction with the request's correlation id,
   so its changes and the events it writes to the outbox commit together; its events name the
   caller (`actor`);
-- `idempotent(rt, keys, ...)`: such an action behind an Idempotency-Key (README: The services),
+- `idempotent(rt, keys, ...)`: such an action behind an Idempotency-Key (docs/services/),
   which is the caller's own: two callers' equal keys never meet.
 
 `resource(blp, rt, ...)` declares the POST and GET of a resource that is created and read back.

@@ -23,7 +23,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from shared.settings import CONSOLE, PORTS, SERVICES
 from shared.web import PROBLEM, TITLES, problem_body
 
-# gunicorn's limits, written out because the README and the tests state them: its defaults, but
+# gunicorn's limits, written out because the docs and the tests state them: its defaults, but
 # for a header field, which may be 16 KB so that an overlong Authorization header reaches the
 # access check and is answered as a bad token (401), like every other malformed one.
 LIMIT_REQUEST_LINE = 4094  # bytes of "METHOD /path?query HTTP/1.1": a URL of about 4 KB

@@ -1,4 +1,4 @@
-"""Configuration, read once from the environment into a typed object (README: Configuration)."""
+"""Configuration, read once from the environment into a typed object (docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -241,7 +241,7 @@ def create_app(service: str, blueprints: Iterable[Blueprint], ready_checks: dict
     _documentation_is_public(app)
     api.spec.components.security_scheme(SCHEME, {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": "An access token of the school's identity provider (README: Access)."})
+        "description": "An access token of the school's identity provider (docs/security.md)."})
     app.before_request(_correlation)
     gate.install(app, problem)
     app.before_request(_require_json)

@@ -152,7 +152,7 @@ class IdentityStack(Stack):
         """A public client of the authorization code grant (with PKCE) only. SRP is the one
         API sign-in besides the hosted pages; the CLI's client also takes the admin password
         flow, which needs AWS credentials allowed cognito-idp:AdminInitiateAuth (the first
-        admin's TOTP is set up that way, README)."""
+        admin's TOTP is set up that way, docs/aws.md)."""
         scopes = [cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL,
                   cognito.OAuthScope.PROFILE]
         return self.pool.add_client(

@@ -45,7 +45,7 @@ class Stack:
             os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = (
                 f"http://127.0.0.1:{port(CONSOLE)}/v1/traces")
             # The console keeps no statement spans: not making them halves what tracing costs
-            # a worker (README: What tracing costs).
+            # a worker (docs/observability.md).
             os.environ.setdefault("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "sqlalchemy")
         self.identity()
         self.settings = Settings.from_env()
@@ -57,7 +57,7 @@ class Stack:
     @staticmethod
     def identity() -> None:
         """Every API trusts the local issuer's tokens; every exporter sends the console's intake
-        a secret made for this run (README: Access)."""
+        a secret made for this run (docs/security.md)."""
         os.environ.setdefault("OIDC_ISSUER", f"http://127.0.0.1:{port('issuer')}")
         os.environ.setdefault("OIDC_CLIENT_IDS", issuer.client_ids())
         os.environ.setdefault("SCHOOL_OTLP_TOKEN", secrets.token_urlsafe(24))

@@ -1,4 +1,4 @@
-"""The analytics HTTP API (README: The services): parse, call a command, respond."""
+"""The analytics HTTP API (docs/services/): parse, call a command, respond."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The assignment HTTP API (README: The services): parse, call a command, respond. Instructors
+"""The assignment HTTP API (docs/services/): parse, call a command, respond. Instructors
 create assignments and see the work handed in to theirs; a student submits and reads only as
 themselves, and never sees an assignment's keywords, which are its grading key."""
 

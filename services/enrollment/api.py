@@ -1,4 +1,4 @@
-"""The enrollment HTTP API (README: The services): parse, call a command, respond. Each route
+"""The enrollment HTTP API (docs/services/): parse, call a command, respond. Each route
 declares who may call it (shared.access): a student acts only as themselves, their student id
 being their token's `sub`; an admin acts for anyone.
 

@@ -1,4 +1,4 @@
-"""The notification HTTP API (README: The services): what was sent to a student, what waits, and
+"""The notification HTTP API (docs/services/): what was sent to a student, what waits, and
 what failed for good (the statuses: sender.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The payment HTTP API (README: The services): parse, call a command, respond."""
+"""The payment HTTP API (docs/services/): parse, call a command, respond."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-# jsii warns on every start that Node 20 has left its support window; it works, and the README
+# jsii warns on every start that Node 20 has left its support window; it works, and docs/aws.md
 # says which Node versions are supported. Silence only that warning, only for Node 20.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 

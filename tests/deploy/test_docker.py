@@ -1,5 +1,5 @@
 """The Dockerfile and the compose file, read as files: this machine has no Docker engine to build
-or run them (README: Docker), so these tests hold them to the Procfile and to `make up`."""
+or run them (docs/docker.md), so these tests hold them to the Procfile and to `make up`."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_three_public_clients_of_the_code_grant_only(request: pytest.FixtureRequ
         assert units["RefreshToken"] == "minutes"
         assert 60 <= client["RefreshTokenValidity"] <= 30 * 24 * 60
         # SRP at most besides the hosted pages, never a password in the clear; the CLI's client
-        # also the admin flow, which only a caller with AWS credentials can use (README)
+        # also the admin flow, which only a caller with AWS credentials can use (docs/aws.md)
         extra = {"ALLOW_ADMIN_USER_PASSWORD_AUTH"} if name.endswith("-cli") else set()
         assert set(client["ExplicitAuthFlows"]) == SRP | extra, name
 

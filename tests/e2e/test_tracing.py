@@ -72,7 +72,7 @@ def request_trace(receiver: Receiver, correlation: str, needs: Any, what: str) -
 
 
 def drawn(spans: list[Span], name: str) -> None:
-    """Keep the trace as text and as a picture under var/traces/ (the README's is one)."""
+    """Keep the trace as text and as a picture under var/traces/ (docs/ holds one of them)."""
     folder = ROOT / "var" / "traces"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.txt").write_text(tree(spans) + "\n")
