@@ -191,11 +191,8 @@ def message_id(kind: EventKind) -> str:
 
 def kinds(catalogue: Catalogue, event_types: Iterable[str] | None = None) -> list[EventKind]:
     """Every (event_type, version) the catalogue knows, or those of `event_types`, in order."""
-    # The catalogue has no public listing of its kinds; reading them changes nothing.
     wanted = None if event_types is None else set(event_types)
-    return sorted((k for k in catalogue._kinds.values()
-                   if wanted is None or k.event_type in wanted),
-                  key=lambda k: (k.event_type, k.version))
+    return [k for k in catalogue.kinds() if wanted is None or k.event_type in wanted]
 
 
 def envelope_payload(kind: EventKind) -> dict[str, Any]:
@@ -246,12 +243,12 @@ def _message(catalogue: Catalogue, topology: Topology, kind: EventKind) -> dict[
     if kind.version < newest:
         message["deprecated"] = True  # only the newest is written; older ones are still read
         summary.append(f"Superseded: consumers read it upcast to v{newest}.")
-    if (kind.event_type, kind.version) in catalogue._upcasters:
+    if catalogue.upcasts(kind.event_type, kind.version):
         message["x-upcast-to"] = kind.version + 1
-    if (carried := catalogue._carried.get(kind.event_type)) and kind.version <= carried[0]:
-        message["x-carried"] = carried[1]
-        summary.append(f"Carried what {carried[1]} carries now: a consumer of {carried[1]} "
-                       f"reads it as {carried[1]}.")
+    if successor := catalogue.successor(kind.event_type, kind.version):
+        message["x-carried"] = successor
+        summary.append(f"Carried what {successor} carries now: a consumer of {successor} "
+                       f"reads it as {successor}.")
     if message["x-private"]:
         summary.append("Private: sent to its one queue, never published on the topic.")
     message["summary"] = " ".join(summary)

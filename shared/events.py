@@ -80,6 +80,19 @@ class Catalogue:
         it as `event_type`, upcast without what was split off."""
         self._carried[event_type] = (upto, successor)
 
+    def kinds(self) -> tuple[EventKind, ...]:
+        """Every (event_type, version) known, by type and version."""
+        return tuple(sorted(self._kinds.values(), key=lambda k: (k.event_type, k.version)))
+
+    def upcasts(self, event_type: str, version: int) -> bool:
+        """Whether `version` of `event_type` is upcast to the next one."""
+        return (event_type, version) in self._upcasters
+
+    def successor(self, event_type: str, version: int) -> str | None:
+        """The type whose data `version` of `event_type` carried (`carried`), if any."""
+        upto, successor = self._carried.get(event_type, (0, ""))
+        return successor if version <= upto else None
+
     def latest(self, event_type: str) -> int:
         versions = [v for (t, v) in self._kinds if t == event_type]
         if not versions:

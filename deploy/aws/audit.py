@@ -8,6 +8,8 @@ no delivered file was changed or removed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_iam as iam
@@ -54,16 +56,9 @@ class Audit(Construct):
             sid="TrailDescribesTheKey", principals=[cloudtrail_principal],
             actions=["kms:DescribeKey"], resources=["*"], conditions=only_our_trail))
 
-        self.bucket = s3.Bucket(
-            self, "Bucket", encryption=s3.BucketEncryption.KMS, encryption_key=self.key,
-            bucket_key_enabled=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True, versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(
-                id="expire", expiration=Duration.days(KEEP_DAYS),
-                noncurrent_version_expiration=Duration.days(OLD_VERSIONS_DAYS),
-                abort_incomplete_multipart_upload_after=Duration.days(1))])
+        self.bucket = kept_bucket(self, "Bucket", KEEP_DAYS, OLD_VERSIONS_DAYS,
+                                  encryption=s3.BucketEncryption.KMS, encryption_key=self.key,
+                                  bucket_key_enabled=True)
         skip(self.bucket, CKV_AWS_18="The audit bucket's own access logs would need a second "
                                      "bucket; its objects are written by CloudTrail alone, "
                                      "versioned, and CloudTrail's management events record "
@@ -107,3 +102,20 @@ class Audit(Construct):
                     field(field="resources.type", equal_to=["AWS::SQS::Queue"]),
                     field(field="resources.ARN", starts_with=[queues])]),
         ]
+
+
+def kept_bucket(scope: Construct, construct_id: str, days: int, old_version_days: int,
+                **encryption: Any) -> s3.Bucket:
+    """A private bucket of records written by AWS itself (the trail, load balancer logs): no
+    public access, TLS only, ACLs off, versioned, retained with its stack, each object expired
+    after `days` (an old version after `old_version_days`); `encryption` says how it is
+    encrypted."""
+    return s3.Bucket(
+        scope, construct_id, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True, versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=RemovalPolicy.RETAIN,
+        lifecycle_rules=[s3.LifecycleRule(
+            id="expire", expiration=Duration.days(days),
+            noncurrent_version_expiration=Duration.days(old_version_days),
+            abort_incomplete_multipart_upload_after=Duration.days(1))], **encryption)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from deploy.aws.audit import kept_bucket
 from deploy.aws.scan import skip
 
 # TLS 1.3, and TLS 1.2 only with ECDHE key exchange and AES-GCM (ELBSecurityPolicy-TLS13-1-2-Res-
@@ -90,15 +90,8 @@ def access_log_bucket(scope: Construct) -> s3.Bucket:
     """The load balancer's access logs: SSE-S3 (the one encryption ELB's log delivery
     supports), no public access, TLS only, ACLs off, expired after `ACCESS_LOG_DAYS`. The
     delivery principal's grant is CDK's `log_access_logs` (deploy/aws/fargate.py)."""
-    bucket = s3.Bucket(
-        scope, "AccessLogs", encryption=s3.BucketEncryption.S3_MANAGED,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        removal_policy=RemovalPolicy.RETAIN,
-        lifecycle_rules=[s3.LifecycleRule(
-            id="expire", expiration=Duration.days(ACCESS_LOG_DAYS),
-            noncurrent_version_expiration=Duration.days(ACCESS_LOG_OLD_VERSION_DAYS),
-            abort_incomplete_multipart_upload_after=Duration.days(1))])
+    bucket = kept_bucket(scope, "AccessLogs", ACCESS_LOG_DAYS, ACCESS_LOG_OLD_VERSION_DAYS,
+                         encryption=s3.BucketEncryption.S3_MANAGED)
     skip(bucket, CKV_AWS_18="The access-log bucket's own access logs would need another "
                             "bucket; only the load balancer's log delivery writes here, and "
                             "CloudTrail records every change to the bucket and its policy.")
